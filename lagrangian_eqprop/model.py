@@ -1,0 +1,162 @@
+"""`LagrangianModel`: a compiled scalar Lagrangian and everything derived from it by autodiff.
+
+Only the scalar `L(q, v, t, params, u)` is compiled (from SymPy, see `symbolic.py`); momenta,
+energy, mass matrix and the Euler–Lagrange vector field are derived here with JAX autodiff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+Params = dict[str, Any]
+
+
+class SeparableStructure(eqx.Module):
+    """Marks `L = ½ vᵀ M(θ) v − V(q, t, θ, u)` with a mass matrix that depends on parameters only.
+
+    Detected symbolically by the compiler; it enables the explicit Störmer–Verlet fast path of
+    the trapezoid rule.
+
+    **Fields:**
+    - `mass_fn`: `params -> (n,)` diagonal of M when `diagonal` is True, else `(n, n)`.
+    - `potential_fn`: `(q (n,), t (), params, u (m,)) -> ()` the potential V.
+    - `diagonal`: whether M is diagonal.
+    """
+
+    mass_fn: Callable = eqx.field(static=True)
+    potential_fn: Callable = eqx.field(static=True)
+    diagonal: bool = eqx.field(static=True)
+
+    def solve_mass(self, params: Params, p: Float[Array, " n"]) -> Float[Array, " n"]:
+        """Velocity `M⁻¹ p` (shape `(n,)`)."""
+        mass = self.mass_fn(params)
+        if self.diagonal:
+            return p / mass
+        return jnp.linalg.solve(mass, p)
+
+    def apply_mass(self, params: Params, v: Float[Array, " n"]) -> Float[Array, " n"]:
+        """Momentum `M v` (shape `(n,)`)."""
+        mass = self.mass_fn(params)
+        if self.diagonal:
+            return mass * v
+        return mass @ v
+
+
+class LagrangianModel(eqx.Module):
+    """A Lagrangian system compiled to JAX.
+
+    Build one with `compile_lagrangian` (whole expression) or `compile_network` (per-element
+    terms on a graph); the fields are filled in by those compilers.
+
+    **Fields:**
+    - `lagrangian_fn`: `(q (n,), v (n,), t (), params, u (m,)) -> ()`.
+    - `force_fn`: optional non-conservative generalised force `(q, v, t, params, u) -> (n,)`
+      (Lagrange–d'Alembert); `None` for a purely variational system.
+    - `coordinate_names`: names of the `n` generalised coordinates.
+    - `parameter_shapes`: `{name: shape}` of the trainable parameters.
+    - `input_names`: names of the `m` time-varying inputs.
+    - `separable`: a `SeparableStructure` when L = ½vᵀMv − V with constant M, else `None`.
+    - `time_reversible`: True when `L(q, −v, t) = L(q, v, t)` and there is no force, i.e. the
+      echo (momentum reversal with inputs fed backwards) retraces a free trajectory.
+    - `expression`: the SymPy expression (for display), or `None`.
+    """
+
+    lagrangian_fn: Callable = eqx.field(static=True)
+    coordinate_names: tuple[str, ...] = eqx.field(static=True)
+    parameter_shapes: dict[str, tuple[int, ...]] = eqx.field(static=True)
+    input_names: tuple[str, ...] = eqx.field(static=True, default=())
+    force_fn: Callable | None = eqx.field(static=True, default=None)
+    separable: SeparableStructure | None = None
+    time_reversible: bool = eqx.field(static=True, default=True)
+    expression: Any = eqx.field(static=True, default=None)
+    force_expressions: Any = eqx.field(static=True, default=None)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_dof(self) -> int:
+        """Number of generalised coordinates `n`."""
+        return len(self.coordinate_names)
+
+    @property
+    def num_inputs(self) -> int:
+        """Number of time-varying inputs `m`."""
+        return len(self.input_names)
+
+    def default_input(self, dtype=None) -> Float[Array, " m"]:
+        """An all-zero input vector of shape `(m,)` (also used when `m == 0`)."""
+        return jnp.zeros((self.num_inputs,), dtype=dtype)
+
+    def _u(self, u, q):
+        return self.default_input(jnp.result_type(q)) if u is None else jnp.asarray(u)
+
+    # --------------------------------------------------------------- physics
+    def lagrangian(self, q, v, t, params: Params, u=None) -> Float[Array, ""]:
+        """The scalar Lagrangian `L(q, v, t; θ, u)`; `q`, `v` of shape `(n,)`."""
+        return self.lagrangian_fn(q, v, t, params, self._u(u, q))
+
+    def momentum(self, q, v, t, params: Params, u=None) -> Float[Array, " n"]:
+        """Canonical momentum `p = ∂L/∂v` (continuous Legendre transform), shape `(n,)`."""
+        return jax.grad(self.lagrangian, argnums=1)(q, v, t, params, u)
+
+    def energy(self, q, v, t, params: Params, u=None) -> Float[Array, ""]:
+        """Energy function `E = p·v − L` (the Hamiltonian in velocity coordinates)."""
+        return jnp.dot(self.momentum(q, v, t, params, u), v) - self.lagrangian(q, v, t, params, u)
+
+    def mass_matrix(self, q, v, t, params: Params, u=None) -> Float[Array, "n n"]:
+        """Velocity Hessian `∂²L/∂v²`, shape `(n, n)`."""
+        return jax.hessian(self.lagrangian, argnums=1)(q, v, t, params, u)
+
+    def force(self, q, v, t, params: Params, u=None) -> Float[Array, " n"]:
+        """Non-conservative generalised force (zeros when the model has none)."""
+        if self.force_fn is None:
+            return jnp.zeros_like(q)
+        return self.force_fn(q, v, t, params, self._u(u, q))
+
+    def acceleration(self, q, v, t, params: Params, u=None) -> Float[Array, " n"]:
+        """Accelerations from the Euler–Lagrange equations `d/dt ∂L/∂v − ∂L/∂q = F`.
+
+        `M a = ∂L/∂q − (∂²L/∂v∂q) v − ∂²L/∂v∂t + F`, solved with a linear solve (never a
+        pseudo-inverse: a singular M is a modelling error).
+        """
+        dL_dv = jax.grad(self.lagrangian, argnums=1)
+        dL_dq = jax.grad(self.lagrangian, argnums=0)(q, v, t, params, u)
+        # d/dt (∂L/∂v) along (q̇, t) with v held fixed: one forward-mode JVP.
+        _, mixed = jax.jvp(
+            lambda qq, tt: dL_dv(qq, v, tt, params, u),
+            (q, jnp.asarray(t, dtype=jnp.result_type(q))),
+            (v, jnp.ones((), dtype=jnp.result_type(q))),
+        )
+        rhs = dL_dq - mixed + self.force(q, v, t, params, u)
+        return jnp.linalg.solve(self.mass_matrix(q, v, t, params, u), rhs)
+
+    def vector_field(self, t, state, args) -> tuple[Array, Array]:
+        """First-order field `(q, v) ↦ (v, a)` in diffrax's `(t, y, args)` convention.
+
+        `args = (params, input_fn)` where `input_fn(t) -> (m,)` (or `None` without inputs).
+        """
+        q, v = state
+        params, input_fn = args
+        u = None if input_fn is None else input_fn(t)
+        return v, self.acceleration(q, v, t, params, u)
+
+    def ode_term(self) -> diffrax.ODETerm:
+        """The continuous Euler–Lagrange equations as a `diffrax.ODETerm` on `y = (q, v)`."""
+        return diffrax.ODETerm(self.vector_field)
+
+
+def interpolate_inputs(times: Float[Array, " N1"], inputs: Float[Array, "N1 m"]) -> Callable:
+    """Piecewise-linear `u(t)` through inputs sampled at the nodes (for continuous references)."""
+    times = jnp.asarray(times)
+    inputs = jnp.asarray(inputs)
+
+    def input_fn(t):
+        return jax.vmap(lambda col: jnp.interp(t, times, col), in_axes=1)(inputs)
+
+    return input_fn
