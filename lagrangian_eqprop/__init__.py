@@ -1,0 +1,1 @@
+"""lagrangian_eqprop"""
