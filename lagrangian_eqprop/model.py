@@ -66,6 +66,9 @@ class LagrangianModel(eqx.Module):
     - `time_reversible`: True when `L(q, −v, t) = L(q, v, t)` and there is no force, i.e. the
       echo (momentum reversal with inputs fed backwards) retraces a free trajectory.
     - `expression`: the SymPy expression (for display), or `None`.
+    - `force_expressions`: the SymPy force expressions (for display), or `None`.
+    - `symbolic`: the SymPy record the model was compiled from (`SymbolicLagrangian` or
+      `SymbolicNetwork` from `symbolic.py`), used only for display (`euler_lagrange_equations`).
     """
 
     lagrangian_fn: Callable = eqx.field(static=True)
@@ -77,6 +80,7 @@ class LagrangianModel(eqx.Module):
     time_reversible: bool = eqx.field(static=True, default=True)
     expression: Any = eqx.field(static=True, default=None)
     force_expressions: Any = eqx.field(static=True, default=None)
+    symbolic: Any = eqx.field(static=True, default=None)
 
     # ------------------------------------------------------------------ sizes
     @property
