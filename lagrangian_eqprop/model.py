@@ -18,6 +18,32 @@ from jaxtyping import Array, Float
 Params = dict[str, Any]
 
 
+class ParameterShapes(dict):
+    """Read-only, hashable `{parameter name: shape}` dict.
+
+    `LagrangianModel.parameter_shapes` is a static field, so it must be hashable: JAX hashes
+    static pytree data whenever a model (or a bound method such as `model.lagrangian`) is passed
+    to `jax.jit`. A plain dict would raise `TypeError: unhashable type: 'dict'`.
+    """
+
+    def __init__(self, shapes=()):
+        super().__init__({str(k): tuple(int(d) for d in v) for k, v in dict(shapes).items()})
+
+    def __hash__(self):
+        return hash(tuple(self.items()))
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("parameter_shapes is read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
+
+    def __reduce__(self):  # copy / deepcopy / pickle
+        return (ParameterShapes, (dict(self),))
+
+    def __repr__(self):
+        return f"ParameterShapes({dict(self)!r})"
+
+
 class SeparableStructure(eqx.Module):
     """Marks `L = ½ vᵀ M(θ) v − V(q, t, θ, u)` with a mass matrix that depends on parameters only.
 
@@ -73,7 +99,7 @@ class LagrangianModel(eqx.Module):
 
     lagrangian_fn: Callable = eqx.field(static=True)
     coordinate_names: tuple[str, ...] = eqx.field(static=True)
-    parameter_shapes: dict[str, tuple[int, ...]] = eqx.field(static=True)
+    parameter_shapes: ParameterShapes = eqx.field(static=True, converter=ParameterShapes)
     input_names: tuple[str, ...] = eqx.field(static=True, default=())
     force_fn: Callable | None = eqx.field(static=True, default=None)
     separable: SeparableStructure | None = None
