@@ -1,0 +1,412 @@
+"""Gradient-agreement diagnostics: EqProp estimates against exact gradients of the same scheme.
+
+Agreement with backpropagation through time (cosine similarity, norm ratio) is a first-class
+diagnostic (theory §4): every estimator is compared with `jax.grad` through the *same*
+discrete scheme — BPTT (`bptt_gradient`) for the initial-value estimators (`"echo"`,
+`"naive"`) and the implicit-function-theorem gradient (`implicit_gradient`) for the
+fixed-endpoint estimator (`"bvp"`) — over a sweep of nudging strengths `β`. The error should
+fall like `β²` for the centered variant and like `β` for the one-sided ones, until round-off
+(`~ε/β`) takes over; `agreement_sweep` fits that slope on the part above the round-off floor.
+
+    result = agreement_sweep(integ, params, cost, betas=np.logspace(-1, -5, 9),
+                             q0=q0, v0=v0, num_steps=200)
+    print(format_agreement_report(result))
+    plot_agreement(result, "agreement.png")      # from lagrangian_eqprop.plotting
+
+Everything here is eager NumPy on concrete arrays (a diagnostic, not a training step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from .baselines import bptt_gradient, implicit_gradient
+from .eqprop import METHODS, VARIANTS, GradientResult, eqprop_gradient
+from .errors import EstimatorError
+from .integrate import VariationalIntegrator
+from .model import Params
+
+METRICS = ("cosine", "norm_ratio", "max_rel_error")
+ALL = "all"
+
+# Problem keyword arguments each family of estimators accepts.
+_IVP_KEYS = ("q0", "v0", "p0", "num_steps", "inputs")
+_BVP_KEYS = ("q_start", "q_end", "num_steps", "inputs")
+_EXPECTED_SLOPE = {"centered": 2.0, "positive": 1.0, "negative": 1.0}
+
+
+# --------------------------------------------------------------------- agreement
+def _as_gradient_dict(grads, what: str) -> dict[str, np.ndarray]:
+    if isinstance(grads, GradientResult):
+        grads = grads.params
+    if not isinstance(grads, Mapping):
+        raise TypeError(f"{what} must be a dict {{parameter name: array}} (or a GradientResult), got {type(grads).__name__}.")
+    return {str(k): np.asarray(v, dtype=np.float64) for k, v in grads.items()}
+
+
+def _metrics(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    est = est.ravel()
+    ref = ref.ravel()
+    n_est = float(np.linalg.norm(est))
+    n_ref = float(np.linalg.norm(ref))
+    max_ref = float(np.max(np.abs(ref))) if ref.size else 0.0
+    max_diff = float(np.max(np.abs(est - ref))) if ref.size else 0.0
+    if n_est == 0.0 and n_ref == 0.0:
+        cosine, ratio = 1.0, 1.0
+    elif n_est == 0.0 or n_ref == 0.0:
+        cosine, ratio = 0.0, (np.inf if n_ref == 0.0 else 0.0)
+    else:
+        cosine = float(np.dot(est, ref) / (n_est * n_ref))
+        ratio = n_est / n_ref
+    if max_ref == 0.0:
+        rel = 0.0 if max_diff == 0.0 else np.inf
+    else:
+        rel = max_diff / max_ref
+    return {"cosine": cosine, "norm_ratio": ratio, "max_rel_error": rel}
+
+
+def gradient_agreement(estimate, reference) -> dict[str, dict[str, float]]:
+    """Compare a gradient estimate with a reference gradient, per parameter and overall.
+
+    **Arguments:**
+    - `estimate`, `reference`: dicts `{parameter name: array}` with the same keys and shapes
+      (a `GradientResult` is accepted too; its `params` are used).
+
+    **Returns:** `{name: {"cosine", "norm_ratio", "max_rel_error"}}` for every parameter name,
+    plus an `"all"` entry over the concatenation of all parameters (in sorted name order):
+    - `cosine`: `⟨est, ref⟩ / (‖est‖ ‖ref‖)` (1 when both are zero, 0 when only one is);
+    - `norm_ratio`: `‖est‖ / ‖ref‖` (1 when both are zero, `inf` when only `ref` is);
+    - `max_rel_error`: `max|est − ref| / max|ref|` (0 when both are zero, `inf` when only
+      `ref` is).
+
+    All values are Python floats.
+    """
+    est = _as_gradient_dict(estimate, "estimate")
+    ref = _as_gradient_dict(reference, "reference")
+    if set(est) != set(ref):
+        raise ValueError(
+            f"estimate and reference have different parameters: {sorted(est)} vs {sorted(ref)}."
+        )
+    if ALL in est:
+        raise ValueError(f"a parameter may not be called {ALL!r} (reserved for the overall entry).")
+    names = sorted(ref)
+    out = {}
+    for name in names:
+        if est[name].shape != ref[name].shape:
+            raise ValueError(
+                f"parameter {name!r}: estimate has shape {est[name].shape}, reference {ref[name].shape}."
+            )
+        out[name] = _metrics(est[name], ref[name])
+    flat = lambda d: np.concatenate([d[n].ravel() for n in names]) if names else np.zeros(0)
+    out[ALL] = _metrics(flat(est), flat(ref))
+    return out
+
+
+# ---------------------------------------------------------------------- slopes
+@dataclasses.dataclass(frozen=True)
+class SlopeFit:
+    """Least-squares fit `log(error) = slope · log(β) + intercept` on the points in `used`.
+
+    `used` is a boolean mask over the sweep's `betas`; points in the round-off regime (where
+    the error has stopped decreasing with `β`) are left out. `slope` is `nan` when fewer than
+    two points qualify.
+    """
+
+    slope: float
+    intercept: float
+    used: np.ndarray
+
+    @property
+    def num_points(self) -> int:
+        return int(np.sum(self.used))
+
+
+def fit_error_slope(
+    betas, errors, *, min_local_slope: float = 0.5, min_slope_fraction: float = 0.7, floor: float = 0.0
+) -> SlopeFit:
+    """Log–log slope of error vs `β`, fitted above the round-off floor.
+
+    Round-off makes the error grow again like `~ε/β` below some `β`, and flattens the curve
+    just above it. So: points with `β` below the one with the smallest error are dropped, then
+    the smallest remaining point is dropped while its local log–log slope (to the next larger
+    `β`) is below `min_local_slope` or below `min_slope_fraction` times the median local slope
+    of the remaining points. Points whose error is not finite or `≤ floor` are never used (e.g.
+    a diverged largest `β`).
+
+    **Returns:** a `SlopeFit`.
+    """
+    betas = np.abs(np.asarray(betas, dtype=np.float64))
+    errors = np.asarray(errors, dtype=np.float64)
+    used = np.zeros(betas.shape, dtype=bool)
+    ok = np.flatnonzero(np.isfinite(errors) & (errors > floor) & (betas > 0))
+    # Ascending β; for repeated β keep the first occurrence.
+    _, first = np.unique(betas[ok], return_index=True)
+    idx = ok[first]
+    if idx.size:
+        idx = idx[int(np.argmin(errors[idx])):]
+    while idx.size >= 3:
+        local = np.diff(np.log(errors[idx])) / np.diff(np.log(betas[idx]))
+        threshold = max(min_local_slope, min_slope_fraction * float(np.median(local)))
+        if local[0] >= threshold:
+            break
+        idx = idx[1:]
+    used[idx] = True
+    if idx.size < 2:
+        return SlopeFit(float("nan"), float("nan"), used)
+    slope, intercept = np.polyfit(np.log(betas[idx]), np.log(errors[idx]), 1)
+    return SlopeFit(float(slope), float(intercept), used)
+
+
+# ---------------------------------------------------------------------- sweep
+@dataclasses.dataclass(frozen=True)
+class AgreementSweep:
+    """Result of `agreement_sweep`.
+
+    **Fields:**
+    - `betas`: the nudging strengths, shape `(B,)`.
+    - `methods`, `variants`: what was swept.
+    - `names`: parameter names (sorted) followed by `"all"`.
+    - `metrics`: `{(method, variant): {name: {metric: array (B,)}}}` with the metrics of
+      `gradient_agreement` for every `β`.
+    - `slopes`: `{(method, variant): SlopeFit}` of the overall `max_rel_error` vs `β`.
+    - `references`: `{method: reference gradient dict}`; `reference_kinds`: `{method: "bptt" |
+      "implicit" | "given"}`.
+    - `eps`: machine epsilon of the reference's dtype (the round-off floor is `~ eps/β` times a
+      problem-dependent constant).
+    - `floor_constants`: `{(method, variant): c}` with the round-off floor estimated as `c·eps/β`
+      from the points below the fitted range (`nan` when the sweep never reached the floor).
+    """
+
+    betas: np.ndarray
+    methods: tuple[str, ...]
+    variants: tuple[str, ...]
+    names: tuple[str, ...]
+    metrics: dict
+    slopes: dict
+    references: dict
+    reference_kinds: dict
+    eps: float
+    floor_constants: dict
+
+    def error(self, method: str, variant: str, name: str = ALL, metric: str = "max_rel_error") -> np.ndarray:
+        """A metric as an array over `betas` (default: overall max relative error)."""
+        return self.metrics[(method, variant)][name][metric]
+
+    def slope(self, method: str, variant: str) -> float:
+        """Fitted log–log slope of the overall max relative error vs `β`."""
+        return self.slopes[(method, variant)].slope
+
+    @staticmethod
+    def expected_slope(variant: str) -> float:
+        """2 for `"centered"`, 1 for the one-sided variants."""
+        return _EXPECTED_SLOPE[variant]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Flat records `{method, variant, beta, name, cosine, norm_ratio, max_rel_error}`."""
+        out = []
+        for (method, variant), per_name in self.metrics.items():
+            for b, beta in enumerate(self.betas):
+                for name in self.names:
+                    row = {"method": method, "variant": variant, "beta": float(beta), "name": name}
+                    row.update({m: float(per_name[name][m][b]) for m in METRICS})
+                    out.append(row)
+        return out
+
+
+def _problem_for(method: str, problem: dict) -> dict:
+    keys = _BVP_KEYS if method == "bvp" else _IVP_KEYS
+    return {k: v for k, v in problem.items() if k in keys}
+
+
+def _reference_kind(method: str) -> str:
+    return "implicit" if method == "bvp" else "bptt"
+
+
+def _compute_reference(kind, integ, params, cost, problem, jit):
+    if kind == "implicit":
+        fn, kw = implicit_gradient, _problem_for("bvp", problem)
+    else:
+        fn, kw = bptt_gradient, _problem_for("echo", problem)
+
+    def reference(prm):
+        return fn(integ, prm, cost, **kw)
+
+    return (jax.jit(reference) if jit else reference)(params)
+
+
+def _is_per_method(reference) -> bool:
+    return (
+        isinstance(reference, Mapping)
+        and len(reference) > 0
+        and all(k in METHODS for k in reference)
+        and all(isinstance(v, Mapping) for v in reference.values())
+    )
+
+
+def agreement_sweep(
+    integ: VariationalIntegrator,
+    params: Params,
+    cost,
+    betas: Sequence[float],
+    methods: Sequence[str] = ("echo",),
+    variants: Sequence[str] = ("centered", "positive", "negative"),
+    reference=None,
+    *,
+    jit: bool = True,
+    min_local_slope: float = 0.5,
+    min_slope_fraction: float = 0.7,
+    **problem,
+) -> AgreementSweep:
+    """Agreement of EqProp estimators with the exact gradient over a sweep of `β`.
+
+    The reference is computed once per kind: BPTT through the same integrator
+    (`bptt_gradient`) for `"echo"` and `"naive"`, the implicit-function-theorem gradient
+    (`implicit_gradient`) for `"bvp"`.
+
+    **Arguments:**
+    - `integ`, `params`, `cost`: as in `eqprop_gradient`.
+    - `betas`: nudging strengths (non-zero), e.g. `np.logspace(-1, -6, 11)`.
+    - `methods`: any of `"echo"`, `"bvp"`, `"naive"`.
+    - `variants`: any of `"centered"`, `"positive"`, `"negative"`.
+    - `reference`: `None` (computed), a gradient dict used for every method, or
+      `{method: gradient dict}`.
+    - `jit`: compile the reference and each (method, variant) estimator once, with `β` traced
+      (default), instead of running them eagerly (op by op) for every `β`.
+    - `min_local_slope`, `min_slope_fraction`: see `fit_error_slope`.
+    - `**problem`: the problem data — `q0`, `v0` or `p0`, `num_steps`, `inputs` for the
+      initial-value methods; `q_start`, `q_end`, `num_steps`, `inputs` for `"bvp"` (pass both
+      sets when sweeping both kinds; each method takes the keys it needs).
+
+    **Returns:** an `AgreementSweep`.
+    """
+    methods = tuple(methods)
+    variants = tuple(variants)
+    for m in methods:
+        if m not in METHODS:
+            raise EstimatorError(f"Unknown method {m!r}; choose one of {', '.join(METHODS)}.")
+    for v in variants:
+        if v not in VARIANTS:
+            raise EstimatorError(f"Unknown variant {v!r}; choose one of {', '.join(VARIANTS)}.")
+    betas = np.asarray(betas, dtype=np.float64).ravel()
+    if betas.size == 0 or not np.all(np.isfinite(betas)) or np.any(betas == 0):
+        raise EstimatorError(f"betas must be non-empty, finite and non-zero, got {betas!r}.")
+    if "num_steps" not in problem:
+        raise EstimatorError("agreement_sweep needs num_steps (and the problem's initial or boundary data).")
+
+    references, kinds, cache = {}, {}, {}
+    for m in methods:
+        if reference is None:
+            kind = _reference_kind(m)
+            if kind not in cache:
+                cache[kind] = _compute_reference(kind, integ, params, cost, problem, jit)
+            references[m], kinds[m] = cache[kind], kind
+        elif _is_per_method(reference):
+            if m in reference:
+                references[m], kinds[m] = reference[m], "given"
+            else:
+                kind = _reference_kind(m)
+                if kind not in cache:
+                    cache[kind] = _compute_reference(kind, integ, params, cost, problem, jit)
+                references[m], kinds[m] = cache[kind], kind
+        else:
+            references[m], kinds[m] = reference, "given"
+    references = {m: _as_gradient_dict(r, "reference") for m, r in references.items()}
+    first = references[methods[0]] if methods else {}
+    dtype = next(iter(first.values())).dtype if first else np.float64
+    eps = float(np.finfo(dtype).eps)
+    names = tuple(sorted(first)) + (ALL,)
+
+    metrics, slopes, floors = {}, {}, {}
+    for m in methods:
+        kw = _problem_for(m, problem)
+        for v in variants:
+
+            def estimate(beta, m=m, v=v, kw=kw):
+                return eqprop_gradient(integ, params, cost, method=m, beta=beta, variant=v, **kw)
+
+            fn = jax.jit(estimate) if jit else estimate
+            per_name = {n: {k: np.empty(betas.shape) for k in METRICS} for n in names}
+            for b, beta in enumerate(betas):
+                arg = np.asarray(beta, dtype=dtype) if jit else float(beta)
+                agreement = gradient_agreement(fn(arg), references[m])
+                for n in names:
+                    for k in METRICS:
+                        per_name[n][k][b] = agreement[n][k]
+            metrics[(m, v)] = per_name
+            fit = fit_error_slope(betas, per_name[ALL]["max_rel_error"], min_local_slope=min_local_slope,
+                                  min_slope_fraction=min_slope_fraction)
+            slopes[(m, v)] = fit
+            floors[(m, v)] = _floor_constant(betas, per_name[ALL]["max_rel_error"], fit, eps)
+    return AgreementSweep(
+        betas=betas, methods=methods, variants=variants, names=names, metrics=metrics,
+        slopes=slopes, references=references, reference_kinds=kinds, eps=eps, floor_constants=floors,
+    )
+
+
+def _floor_constant(betas, errors, fit: SlopeFit, eps: float) -> float:
+    """`c` in `error ≈ c·eps/β` from the points smaller than the fitted range (nan if none)."""
+    betas = np.abs(betas)
+    if fit.num_points == 0:
+        below = np.isfinite(errors) & (errors > 0)
+    else:
+        below = (betas < betas[fit.used].min()) & np.isfinite(errors) & (errors > 0)
+    if not np.any(below):
+        return float("nan")
+    return float(np.median(errors[below] * betas[below] / eps))
+
+
+# ---------------------------------------------------------------------- report
+def _fmt(x: float) -> str:
+    if not np.isfinite(x):
+        return f"{x!s:>9}"
+    return f"{x:9.2e}"
+
+
+def format_agreement_report(result: AgreementSweep, *, per_parameter: bool = True) -> str:
+    """A plain-text table of the sweep (one row per method, variant and `β`), then the fitted
+    slopes. Columns: overall cosine, norm ratio and max relative error, and (with
+    `per_parameter`) each parameter's max relative error."""
+    params = [n for n in result.names if n != ALL]
+    lines = []
+    refs = ", ".join(f"{m}: {result.reference_kinds[m]}" for m in result.methods)
+    lines.append(f"Gradient agreement with the exact gradient of the same scheme (reference — {refs})")
+    lines.append(f"parameters: {', '.join(f'{n} {result.references[result.methods[0]][n].shape}' for n in params)}")
+    lines.append("max rel err = max|est − ref| / max|ref|; cosine and norm ratio over all parameters")
+    lines.append("")
+    head = ["method", "variant", "beta", "cosine", "norm ratio", "max rel err"]
+    if per_parameter:
+        head += [f"{n}: rel err" for n in params]
+    widths = [max(len(h), 9) for h in head]
+    widths[0] = max(widths[0], max(len(m) for m in result.methods))
+    widths[1] = max(widths[1], max(len(v) for v in result.variants))
+    fmt_row = lambda cells: "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    lines.append(fmt_row(head))
+    lines.append(fmt_row(["-" * w for w in widths]))
+    for (method, variant), per_name in result.metrics.items():
+        fit = result.slopes[(method, variant)]
+        for b, beta in enumerate(result.betas):
+            cells = [method, variant, f"{beta:9.1e}"]
+            cos = per_name[ALL]["cosine"][b]
+            cells.append(f"{cos:.9f}"[:11] if np.isfinite(cos) else str(cos))
+            cells.append(_fmt(per_name[ALL]["norm_ratio"][b]))
+            err = _fmt(per_name[ALL]["max_rel_error"][b]) + ("" if fit.used[b] else "*")
+            cells.append(err)
+            if per_parameter:
+                cells += [_fmt(per_name[n]["max_rel_error"][b]) for n in params]
+            lines.append(fmt_row(cells))
+    lines.append("")
+    lines.append("log–log slope of max rel err vs beta (* = left out of the fit: round-off regime)")
+    for (method, variant), fit in result.slopes.items():
+        used = result.betas[fit.used]
+        rng = f"beta in [{np.abs(used).min():.1e}, {np.abs(used).max():.1e}]" if used.size else "no points"
+        slope = f"{fit.slope:5.2f}" if np.isfinite(fit.slope) else "  n/a"
+        lines.append(
+            f"  {method:<6} {variant:<9} slope {slope}  (expected {result.expected_slope(variant):.0f}; "
+            f"{fit.num_points} of {result.betas.size} points, {rng})"
+        )
+    return "\n".join(lines)
