@@ -1,0 +1,85 @@
+"""Catalog of physical systems (installed as `lagrangian_eqprop.systems`), SymPy only.
+
+Every entry is a factory returning a `System(model, params, q0, v0)` NamedTuple: the compiled
+`LagrangianModel` plus default parameters and a default initial state, so that a demo can
+simulate it directly::
+
+    from lagrangian_eqprop import systems
+    model, params, q0, v0 = systems.get("double_pendulum")
+    chain = systems.mass_spring_chain(8, nonlinear=True, input_mass=0)
+
+`available()` lists the registered names; `get(name, **kwargs)` calls the factory of that name
+with `kwargs`. Each factory's docstring shows its Lagrangian.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lagrangian_eqprop.errors import LagrangianError
+
+from ._system import System, make_system
+from .chains import free_chain, mass_spring_chain
+from .networks import grid_graph, mass_spring_network, random_graph
+from .oscillators import (
+    caldirola_kanai_oscillator,
+    damped_oscillator,
+    driven_oscillator,
+    harmonic_oscillator,
+)
+from .pendula import double_pendulum, pendulum_chain
+
+__all__ = [
+    "System",
+    "available",
+    "caldirola_kanai_oscillator",
+    "damped_oscillator",
+    "double_pendulum",
+    "driven_oscillator",
+    "free_chain",
+    "get",
+    "grid_graph",
+    "harmonic_oscillator",
+    "make_system",
+    "mass_spring_chain",
+    "mass_spring_network",
+    "pendulum_chain",
+    "random_graph",
+]
+
+_REGISTRY: dict[str, Callable[..., System]] = {
+    "caldirola_kanai_oscillator": caldirola_kanai_oscillator,
+    "damped_oscillator": damped_oscillator,
+    "double_pendulum": double_pendulum,
+    "driven_oscillator": driven_oscillator,
+    "free_chain": free_chain,
+    "harmonic_oscillator": harmonic_oscillator,
+    "mass_spring_chain": mass_spring_chain,
+    "mass_spring_network": mass_spring_network,
+    "pendulum_chain": pendulum_chain,
+}
+
+
+def available() -> list[str]:
+    """Names of the registered systems (sorted)."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str, **kwargs) -> System:
+    """Build the named system.
+
+    **Arguments:**
+    - `name`: one of `available()`.
+    - `**kwargs`: forwarded to the factory (see its docstring).
+
+    **Returns:** a `System(model, params, q0, v0)`.
+
+    **Raises:** `LagrangianError` (a `ValueError`) listing the valid names for an unknown name.
+    """
+    try:
+        factory = _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise LagrangianError(
+            f"unknown system {name!r}; available systems: {', '.join(available())}"
+        ) from None
+    return factory(**kwargs)
