@@ -127,34 +127,54 @@ class SlopeFit:
 
 
 def fit_error_slope(
-    betas, errors, *, min_local_slope: float = 0.5, min_slope_fraction: float = 0.7, floor: float = 0.0
+    betas,
+    errors,
+    *,
+    min_local_slope: float = 0.5,
+    min_slope_fraction: float = 0.7,
+    floor: float = 0.0,
+    ceiling: float = 0.5,
 ) -> SlopeFit:
-    """Log–log slope of error vs `β`, fitted above the round-off floor.
+    """Log–log slope of error vs `β`, fitted on the asymptotic part above the round-off floor.
 
     Round-off makes the error grow again like `~ε/β` below some `β`, and flattens the curve
-    just above it. So: points with `β` below the one with the smallest error are dropped, then
-    the smallest remaining point is dropped while its local log–log slope (to the next larger
-    `β`) is below `min_local_slope` or below `min_slope_fraction` times the median local slope
-    of the remaining points. Points whose error is not finite or `≤ floor` are never used (e.g.
-    a diverged largest `β`).
+    just above it; at large `β` the estimate can leave the asymptotic regime altogether. So:
+    1. points whose error is not finite, `≤ floor` or `≥ ceiling` (a relative error of order
+       one: the estimate is outside the small-β regime) are never used;
+    2. points with `β` below the one with the smallest error are dropped (round-off branch);
+    3. the smallest remaining point is dropped while its local log–log slope (to the next
+       larger `β`) is below `min_local_slope` or below `min_slope_fraction` times the median
+       local slope (the floor is flattening the curve);
+    4. the largest remaining point is dropped while its local slope exceeds the median by more
+       than the factor `1 / min_slope_fraction` (pre-asymptotic, e.g. near a divergence).
 
     **Returns:** a `SlopeFit`.
     """
     betas = np.abs(np.asarray(betas, dtype=np.float64))
     errors = np.asarray(errors, dtype=np.float64)
     used = np.zeros(betas.shape, dtype=bool)
-    ok = np.flatnonzero(np.isfinite(errors) & (errors > floor) & (betas > 0))
+    ok = np.flatnonzero(np.isfinite(errors) & (errors > floor) & (errors < ceiling) & (betas > 0))
     # Ascending β; for repeated β keep the first occurrence.
     _, first = np.unique(betas[ok], return_index=True)
     idx = ok[first]
     if idx.size:
         idx = idx[int(np.argmin(errors[idx])):]
+
+    def local_slopes(idx):
+        return np.diff(np.log(errors[idx])) / np.diff(np.log(betas[idx]))
+
     while idx.size >= 3:
-        local = np.diff(np.log(errors[idx])) / np.diff(np.log(betas[idx]))
+        local = local_slopes(idx)
         threshold = max(min_local_slope, min_slope_fraction * float(np.median(local)))
         if local[0] >= threshold:
             break
         idx = idx[1:]
+    while idx.size >= 3:
+        local = local_slopes(idx)
+        median = float(np.median(local))
+        if median <= 0 or local[-1] <= median / min_slope_fraction:
+            break
+        idx = idx[:-1]
     used[idx] = True
     if idx.size < 2:
         return SlopeFit(float("nan"), float("nan"), used)
@@ -258,8 +278,7 @@ def agreement_sweep(
     reference=None,
     *,
     jit: bool = True,
-    min_local_slope: float = 0.5,
-    min_slope_fraction: float = 0.7,
+    fit_options: Mapping[str, float] | None = None,
     **problem,
 ) -> AgreementSweep:
     """Agreement of EqProp estimators with the exact gradient over a sweep of `β`.
@@ -277,7 +296,8 @@ def agreement_sweep(
       `{method: gradient dict}`.
     - `jit`: compile the reference and each (method, variant) estimator once, with `β` traced
       (default), instead of running them eagerly (op by op) for every `β`.
-    - `min_local_slope`, `min_slope_fraction`: see `fit_error_slope`.
+    - `fit_options`: keyword arguments for `fit_error_slope` (`min_local_slope`,
+      `min_slope_fraction`, `floor`, `ceiling`).
     - `**problem`: the problem data — `q0`, `v0` or `p0`, `num_steps`, `inputs` for the
       initial-value methods; `q_start`, `q_end`, `num_steps`, `inputs` for `"bvp"` (pass both
       sets when sweeping both kinds; each method takes the keys it needs).
@@ -338,8 +358,7 @@ def agreement_sweep(
                     for k in METRICS:
                         per_name[n][k][b] = agreement[n][k]
             metrics[(m, v)] = per_name
-            fit = fit_error_slope(betas, per_name[ALL]["max_rel_error"], min_local_slope=min_local_slope,
-                                  min_slope_fraction=min_slope_fraction)
+            fit = fit_error_slope(betas, per_name[ALL]["max_rel_error"], **dict(fit_options or {}))
             slopes[(m, v)] = fit
             floors[(m, v)] = _floor_constant(betas, per_name[ALL]["max_rel_error"], fit, eps)
     return AgreementSweep(
@@ -400,7 +419,7 @@ def format_agreement_report(result: AgreementSweep, *, per_parameter: bool = Tru
                 cells += [_fmt(per_name[n]["max_rel_error"][b]) for n in params]
             lines.append(fmt_row(cells))
     lines.append("")
-    lines.append("log–log slope of max rel err vs beta (* = left out of the fit: round-off regime)")
+    lines.append("log–log slope of max rel err vs beta (* = left out of the fit: round-off floor or pre-asymptotic)")
     for (method, variant), fit in result.slopes.items():
         used = result.betas[fit.used]
         rng = f"beta in [{np.abs(used).min():.1e}, {np.abs(used).max():.1e}]" if used.size else "no points"

@@ -86,13 +86,28 @@ def test_fit_error_slope_drops_round_off_floor():
 
 def test_fit_error_slope_one_sided_and_degenerate():
     betas = np.logspace(0, -4, 9)
-    fit = fit_error_slope(betas, 0.7 * betas)
+    fit = fit_error_slope(betas, 0.1 * betas)
     assert fit.slope == pytest.approx(1.0, abs=1e-12) and fit.num_points == 9
     # A diverged largest β is skipped; fewer than two usable points give nan.
-    errors = 0.7 * betas
+    errors = 0.1 * betas
     errors[0] = np.inf
     assert fit_error_slope(betas, errors).num_points == 8
     assert math.isnan(fit_error_slope(betas[:1], errors[:1]).slope)
+
+
+def test_fit_error_slope_drops_pre_asymptotic_large_beta():
+    # Relative errors of order one (or a blow-up) at large β are not in the small-β regime.
+    betas = np.logspace(-2, -7, 6)
+    errors = np.array([5.1e37, 0.98, 1.46e-2, 1.47e-4, 1.47e-6, 1.5e-8])
+    fit = fit_error_slope(betas, errors)
+    assert list(fit.used) == [False, False, True, True, True, True]
+    assert fit.slope == pytest.approx(2.0, abs=0.02)
+    # A top point far steeper than the rest is trimmed too.
+    errors = betas**2
+    errors[0] *= 100.0
+    fit = fit_error_slope(betas, errors)
+    assert not fit.used[0] and fit.num_points == 5
+    assert fit.slope == pytest.approx(2.0, abs=1e-12)
 
 
 # ------------------------------------------------------------------ sweep on a tiny chain
