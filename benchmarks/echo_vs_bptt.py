@@ -269,6 +269,44 @@ def write_section(path, text):
         f.write(content)
 
 
+def memory_summary(memory, lo, hi, with_rss):
+    """Ratio line and the explanation of the echo's O(N) bytes (needs two different N)."""
+    xla = lambda name, n, key: memory[(name, n)]["xla"][key]
+    total = lambda name, n: sum(memory[(name, n)]["xla"].values())
+    temp = lambda name, n: xla(name, n, "temp")
+    ratio = lambda name, f: f(name, hi) / max(f(name, lo), 1)
+    summary = (f"Ratio N = {hi:,} / N = {lo:,}: XLA total echo {ratio('echo', total):.1f}×, "
+               f"BPTT {ratio('bptt', total):.1f}×; XLA temp echo {ratio('echo', temp):.1f}×, "
+               f"BPTT {ratio('bptt', temp):.1f}×")
+    if with_rss:
+        peak = lambda name, n: memory[(name, n)]["rss"]["maxrss_kb"]
+        growth = lambda name, n: memory[(name, n)]["rss"]["hwm_kb"] - memory[(name, n)]["rss"]["rss_before_kb"]
+        summary += (f"; process peak RSS echo {ratio('echo', peak):.2f}× "
+                    f"(target ≤ 1.2×: {'meets' if ratio('echo', peak) <= 1.2 else 'MISSES'}), "
+                    f"BPTT {ratio('bptt', peak):.2f}×; RSS growth during the call echo "
+                    f"{growth('echo', lo) / 1024:.1f} → {growth('echo', hi) / 1024:.1f} MiB, BPTT "
+                    f"{growth('bptt', lo) / 1024:.1f} → {growth('bptt', hi) / 1024:.1f} MiB")
+    per_step = lambda name: (temp(name, hi) - temp(name, lo)) / (hi - lo)
+    args_per_step = (xla("echo", hi, "argument") - xla("echo", lo, "argument")) / (hi - lo)
+    base = temp("echo", lo) - per_step("echo") * lo
+    if per_step("echo") < 1.0:
+        echo_temp = f"its XLA temp does not grow with N ({temp('echo', hi) / 1024:.1f} KiB)"
+    else:
+        echo_temp = (
+            f"its XLA temp grows by {per_step('echo'):.1f} B/step on top of a constant {base / 1024:.1f} KiB "
+            "of state (at the time of writing: one `(N,)` int64 array of step indices, the "
+            "`xs = jnp.arange(num_steps)` that `VariationalIntegrator.rollout` scans over — node times are "
+            "fused away; carrying the index in the scan carry, `lax.scan(body, carry, None, length=N)`, "
+            "would remove it)"
+        )
+    explanation = (
+        f"Where the echo's O(N) bytes come from: {echo_temp}; its arguments grow by {args_per_step:.0f} "
+        f"B/step: the `(N+1, 3)` target (data, which BPTT holds too). BPTT's temp grows by "
+        f"{per_step('bptt'):.0f} B/step (the stored trajectory and the scan's residuals for the backward pass)."
+    )
+    return [summary + ".", "", explanation]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -395,35 +433,9 @@ def main(argv=None):
                 r = entry["rss"]
                 row += f" {(r['hwm_kb'] - r['rss_before_kb']) / 1024:.1f} MiB | {r['maxrss_kb'] / 1024:.0f} MiB |"
             lines.append(row)
-    lo, hi = steps[0], steps[-1]
-
-    def total_xla(name, n):
-        x = memory[(name, n)]["xla"]
-        return x["temp"] + x["argument"] + x["output"]
-
-    lines.append("")
-    ratio = lambda name, f: f(name, hi) / max(f(name, lo), 1)
-    summary = (f"Ratio N = {hi:,} / N = {lo:,}: XLA total echo {ratio('echo', total_xla):.1f}×, "
-               f"BPTT {ratio('bptt', total_xla):.1f}×; XLA temp echo {ratio('echo', lambda a, b: memory[(a, b)]['xla']['temp']):.1f}×, "
-               f"BPTT {ratio('bptt', lambda a, b: memory[(a, b)]['xla']['temp']):.1f}×")
-    if not args.no_rss:
-        peak = lambda name, n: memory[(name, n)]["rss"]["maxrss_kb"]
-        summary += (f"; process peak RSS echo {ratio('echo', peak):.2f}× "
-                    f"(target ≤ 1.2×: {'meets' if ratio('echo', peak) <= 1.2 else 'MISSES'}), "
-                    f"BPTT {ratio('bptt', peak):.2f}×")
-    lines.append(summary + ".")
-    temp = lambda name, n: memory[(name, n)]["xla"]["temp"]
-    per_step = lambda name: (temp(name, hi) - temp(name, lo)) / (hi - lo)
-    base = temp("echo", lo) - per_step("echo") * (lo + 1)
-    lines.append("")
-    lines.append(
-        f"Where the echo's O(N) bytes come from: its XLA temp grows by {per_step('echo'):.1f} B/step — one "
-        f"`(N,)` int64 array of step indices, the `xs = jnp.arange(num_steps)` that "
-        f"`VariationalIntegrator.rollout` scans over (node times are fused away; carrying the index in "
-        f"the scan carry, `lax.scan(body, carry, None, length=N)`, would remove it) — on top of a constant "
-        f"{base / 1024:.1f} KiB of state; its arguments grow by 24 B/step: the `(N+1, 3)` target (data, "
-        f"which BPTT holds too). BPTT's temp grows by {per_step('bptt'):.0f} B/step (the stored trajectory "
-        f"and the scan's residuals for the backward pass).")
+    lo, hi = min(steps), max(steps)
+    if hi > lo:
+        lines += [""] + memory_summary(memory, lo, hi, with_rss=not args.no_rss)
     text = "\n".join(lines) + "\n"
     print()
     print(text)
