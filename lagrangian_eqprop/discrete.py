@@ -24,10 +24,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 from jaxtyping import Array, Float
 
 from .model import LagrangianModel, Params
+from .newton import newton_root
 
 RULES = ("midpoint", "trapezoid", "galerkin")
 
@@ -210,25 +210,24 @@ class DiscreteLagrangian(eqx.Module):
     def internal_points(self, params, q_a, q_b, node_a, node_b):
         """Internal control points `Q*(a, b)`, shape `(s − 1, n)` (empty when `s = 1`).
 
-        Solved by Newton (differentiable through the implicit function theorem); a failed
+        Solved by Newton (`newton.newton_root`, differentiable through the implicit function
+        theorem); a failed
         solve returns NaN, which the callers' convergence checks catch.
         """
         guess = self.initial_internal(q_a, q_b)
         if self.rule.num_internal == 0:
             return guess
 
-        def stage_equations(internal, _):
+        def stage_equations(internal):
             return self.control_residual(params, q_a, internal, q_b, node_a, node_b)[1:-1]
 
         rtol, atol = newton_tolerances(guess.dtype)
         rtol = rtol if self.stage_rtol is None else self.stage_rtol
         atol = atol if self.stage_atol is None else self.stage_atol
-        sol = optx.root_find(
-            stage_equations, optx.Newton(rtol=rtol, atol=atol), guess,
-            max_steps=self.stage_max_steps, throw=False,
+        internal, ok = newton_root(
+            stage_equations, guess, rtol=rtol, atol=atol, max_steps=self.stage_max_steps
         )
-        ok = sol.result == optx.RESULTS.successful
-        return jnp.where(ok, sol.value, jnp.nan)
+        return jnp.where(ok, internal, jnp.nan)
 
     # --------------------------------------------------------- public physics
     def __call__(self, params: Params, q_a, q_b, node_a: Node, node_b: Node) -> Float[Array, ""]:

@@ -15,12 +15,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 from jaxtyping import Array, Bool, Float, Int
 
 from .discrete import DiscreteLagrangian, Node, make_rule, newton_tolerances
 from .errors import ConvergenceError
 from .model import LagrangianModel, Params
+from .newton import newton_root
 
 
 class Trajectory(eqx.Module):
@@ -208,18 +208,28 @@ class VariationalIntegrator(eqx.Module):
         return self._newton_step(params, q, p, node_a, node_b, q if q_guess is None else q_guess)
 
     def _explicit_step(self, params, q, p, node_a, node_b):
+        grad_a = self._potential_gradient(params, q, node_a)
+        q_b, p_b, _, ok = self._explicit_step_from_gradient(params, q, p, grad_a, node_a, node_b)
+        return q_b, p_b, ok
+
+    def _potential_gradient(self, params, q, node):
+        """`∇V(q, t, u)` at one node (explicit path only)."""
+        return jax.grad(self.model.separable.potential_fn)(q, node[0], params, node[1])
+
+    def _explicit_step_from_gradient(self, params, q, p, grad_a, node_a, node_b):
         # Störmer–Verlet from the trapezoid rule: M v = p − h/2 ∇V(q_a), q_b = q_a + h v,
         # p_b = M v − h/2 ∇V(q_b). Potentials are evaluated at each end's own time and input.
+        # `grad_a = ∇V(q_a, node_a)` is passed in so that a rollout evaluates ∇V once per step
+        # (node b of one step is node a of the next; a momentum kick does not change it).
+        # Returns `(q_b, p_b, grad_b, ok)`.
         sep = self.model.separable
         h = self.dt
-        grad_v = jax.grad(sep.potential_fn)
-        half_kick_a = 0.5 * h * grad_v(q, node_a[0], params, node_a[1])
-        velocity = sep.solve_mass(params, p - half_kick_a)
+        velocity = sep.solve_mass(params, p - 0.5 * h * grad_a)
         q_b = q + h * velocity
-        half_kick_b = 0.5 * h * grad_v(q_b, node_b[0], params, node_b[1])
-        p_b = sep.apply_mass(params, velocity) - half_kick_b
+        grad_b = self._potential_gradient(params, q_b, node_b)
+        p_b = sep.apply_mass(params, velocity) - 0.5 * h * grad_b
         ok = jnp.all(jnp.isfinite(q_b)) & jnp.all(jnp.isfinite(p_b))
-        return q_b, p_b, ok
+        return q_b, p_b, grad_b, ok
 
     def _newton_step(self, params, q, p, node_a, node_b, q_guess):
         disc = self.discrete
@@ -227,20 +237,18 @@ class VariationalIntegrator(eqx.Module):
         rtol = rtol if self.newton_rtol is None else self.newton_rtol
         atol = atol if self.newton_atol is None else self.newton_atol
 
-        def equations(z, _):
+        def equations(z):
             internal, q_b = z
             res = disc.control_residual(params, q, internal, q_b, node_a, node_b)
             # Row 0: p_a + ∂_a S + f_a = 0 (discrete Legendre transform); middle rows: stages.
             return res[:-1].at[0].add(p)
 
         guess = (disc.initial_internal(q, q_guess), q_guess)
-        sol = optx.root_find(
-            equations, optx.Newton(rtol=rtol, atol=atol), guess,
-            max_steps=self.max_newton_steps, throw=False,
+        (internal, q_b), converged = newton_root(
+            equations, guess, rtol=rtol, atol=atol, max_steps=self.max_newton_steps
         )
-        internal, q_b = sol.value
         p_b = disc.control_residual(params, q, internal, q_b, node_a, node_b)[-1]
-        ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(q_b)) & jnp.all(jnp.isfinite(p_b))
+        ok = converged & jnp.all(jnp.isfinite(q_b)) & jnp.all(jnp.isfinite(p_b))
         return q_b, p_b, ok
 
     # --------------------------------------------------------------- rollout
@@ -275,25 +283,34 @@ class VariationalIntegrator(eqx.Module):
         """
         num_steps = times.shape[0] - 1
         h = self.dt
-        if v0_hint is None:
-            v0_hint = self.velocity_estimate(params, q0, p0, times[0], inputs[0])
-        # Backwards in time the predictor must extrapolate along the rollout's own direction.
-        q_prev0 = q0 - h * v0_hint
+        if self.explicit:
+            # Explicit path: the carry slot holds ∇V at the current node (one gradient per step).
+            aux0 = self._potential_gradient(params, q0, (times[0], inputs[0]))
+        else:
+            # Newton path: the carry slot holds the previous node, for a linear predictor.
+            if v0_hint is None:
+                v0_hint = self.velocity_estimate(params, q0, p0, times[0], inputs[0])
+            # Backwards in time the predictor must extrapolate along the rollout's own direction.
+            aux0 = q0 - h * v0_hint
 
         def body(carry, j):
-            q, p, q_prev, acc, status = carry
+            q, p, aux, acc, status = carry
             node_a = (times[j], inputs[j])
             node_b = (times[j + 1], inputs[j + 1])
-            q_b, p_b, ok = self.step(params, q, p, node_a, node_b, 2.0 * q - q_prev)
+            if self.explicit:
+                q_b, p_b, aux_b, ok = self._explicit_step_from_gradient(params, q, p, aux, node_a, node_b)
+            else:
+                q_b, p_b, ok = self._newton_step(params, q, p, node_a, node_b, 2.0 * q - aux)
+                aux_b = q
             if kick is not None:
                 p_b = p_b + kick(j, q_b)
             if accumulate is not None:
                 acc = jax.tree_util.tree_map(jnp.add, acc, accumulate(j, q, q_b, node_a, node_b))
             status = status.record(j, ok)
             out = (q_b, p_b) if save_trajectory else None
-            return (q_b, p_b, q, acc, status), out
+            return (q_b, p_b, aux_b, acc, status), out
 
-        carry0 = (q0, p0, q_prev0, accumulator_init, SolveStatus.fresh())
+        carry0 = (q0, p0, aux0, accumulator_init, SolveStatus.fresh())
         (q_n, p_n, _, acc, status), outs = jax.lax.scan(body, carry0, jnp.arange(num_steps))
         qs, ps = outs if save_trajectory else (None, None)
         return q_n, p_n, acc, status, qs, ps
