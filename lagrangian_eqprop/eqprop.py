@@ -108,6 +108,28 @@ def check_echo_exact(integ: VariationalIntegrator) -> None:
         )
 
 
+def check_variational(integ: VariationalIntegrator, method: str) -> None:
+    """Refuse (with `EstimatorError`) models with a Lagrange–d'Alembert force for `method`.
+
+    Every estimator rests on `dℒ/dθ = d/dβ ∂_θ S_d(θ; q^β)` (theory §2–3), which needs the
+    trajectory to be a stationary point of an action; a non-variational force breaks it, so the
+    contrast is silently wrong (not merely noisy).
+    """
+    if integ.model.force_fn is not None:
+        raise EstimatorError(
+            f"method={method!r} is not exact for this model: it has a non-variational "
+            "Lagrange–d'Alembert force, so the trajectory is not a stationary point of the discrete "
+            "action and the EqProp contrast is biased. Model dissipation variationally (e.g. a "
+            "Caldirola–Kanai Lagrangian e^{γt}(T − V)) or use bptt_gradient."
+        )
+
+
+def validate_variant(variant) -> None:
+    """`variant` must be one of `VARIANTS` (checked before any simulation runs)."""
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise EstimatorError(f"Unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+
+
 def _node_data(integ, num_steps, inputs, dtype):
     return integ.node_times(num_steps, dtype), integ.node_inputs(num_steps, inputs, dtype)
 
@@ -241,6 +263,7 @@ def echo_estimate(
     """
     check_echo_exact(integ)
     validate_beta(beta)
+    validate_variant(variant)
     given_velocity = v0 is not None
     q0, v0, p0, times, us, p0_fn = _initial_data(integ, params, q0, v0, p0, num_steps, inputs)
     q_n, p_n, loss = free_pass(integ, params, cost, q0, p0, times, us, v0=v0, throw=throw)
@@ -281,7 +304,9 @@ def bvp_estimate(
 
     Nudged solves are warm-started from the free one. Loss `Σ_{k=0..N} c_k(q_k)`.
     """
+    check_variational(integ, "bvp")
     validate_beta(beta)
+    validate_variant(variant)
     from .costs import trajectory_cost
 
     free = integ.solve_bvp(params, q_start, q_end, num_steps, inputs, throw=throw)
@@ -321,7 +346,9 @@ def naive_estimate(
     is added; it needs the forward sensitivities `d_θ q_N`, `d_θ p_N` (forward-mode through the
     whole trajectory, RTRL cost) — which is exactly why the echo exists.
     """
+    check_variational(integ, "naive")
     validate_beta(beta)
+    validate_variant(variant)
     q0, v0, p0_given, times, us, p0_fn = _initial_data(integ, params, q0, v0, p0, num_steps, inputs)
     grad_cost = jax.grad(cost, argnums=1)
     betas = nudge_pair(beta, variant).astype(q0.dtype)
@@ -403,6 +430,7 @@ def eqprop_gradient(
     """
     if method == "echo":
         _require(method, q0=q0)
+        _require_initial_velocity_or_momentum(method, v0, p0)
         result = echo_estimate(integ, params, cost, beta, variant, q0=q0, v0=v0, p0=p0, num_steps=num_steps,
                                inputs=inputs, with_inputs=return_all and integ.model.num_inputs > 0, throw=throw)
     elif method == "bvp":
@@ -411,11 +439,19 @@ def eqprop_gradient(
                               num_steps=num_steps, inputs=inputs, throw=throw)
     elif method == "naive":
         _require(method, q0=q0)
+        _require_initial_velocity_or_momentum(method, v0, p0)
         result = naive_estimate(integ, params, cost, beta, variant, q0=q0, v0=v0, p0=p0, num_steps=num_steps,
                                 inputs=inputs, correction=correction, throw=throw)
     else:
         raise EstimatorError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     return result if return_all else result.params
+
+
+def _require_initial_velocity_or_momentum(method, v0, p0):
+    if (v0 is None) == (p0 is None):
+        raise EstimatorError(
+            f"method={method!r} needs exactly one of v0 (initial velocity) or p0 (initial momentum)."
+        )
 
 
 def _require(method, **values):
@@ -478,6 +514,7 @@ def echo_loss(
     """
     check_echo_exact(integ)
     validate_beta(beta)
+    validate_variant(variant)
     if (v0 is None) == (p0 is None):
         raise ValueError("Give exactly one of v0 (initial velocity) or p0 (initial momentum).")
     x0 = v0 if v0 is not None else p0
