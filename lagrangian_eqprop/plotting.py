@@ -115,22 +115,27 @@ def _by_run(history, key):
     return {run: (np.asarray(e), np.asarray(v)) for run, (e, v) in out.items()}
 
 
-def plot_loss_curves(history, path, *, title: str | None = None) -> str:
+def plot_loss_curves(history, path, *, unit: str = "", title: str | None = None) -> str:
     """Training (solid) and held-out (dashed) loss per epoch for every estimator of a run.
 
+    The first estimator is drawn wide and pale, the others on top of it, so curves that
+    coincide (EqProp and BPTT) stay visible.
+
     **Arguments:** `history`: the epoch records of `training.TrainResult.history` (or
-    `metrics.jsonl` lines); `path`: output file. **Returns:** the path written.
+    `metrics.jsonl` lines); `path`: output file; `unit`: the loss's unit. **Returns:** the path.
     """
     fig = Figure(figsize=(6.4, 4.4), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    for run, (epochs, values) in _by_run(history, "train_loss").items():
+    for i, (run, (epochs, values)) in enumerate(_by_run(history, "train_loss").items()):
         color = _RUN_STYLES.get(run)
-        ax.semilogy(epochs, values, "-", color=color, label=f"{run} — training set")
+        width, alpha = (4.0, 0.45) if i == 0 else (1.3, 1.0)
+        ax.semilogy(epochs, values, "-", color=color, linewidth=width, alpha=alpha, label=f"{run} — training set")
         test = _by_run(history, "test_loss").get(run)
         if test is not None:
-            ax.semilogy(test[0], test[1], "--", color=color, label=f"{run} — held-out set")
+            ax.semilogy(test[0], test[1], "--", color=color, linewidth=width, alpha=alpha,
+                        label=f"{run} — held-out set")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (mean cost per sample, free run)")
+    ax.set_ylabel(f"loss ({unit}; free run, mean per sample)" if unit else "loss (free run, mean per sample)")
     ax.set_title(title or "loss curves")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

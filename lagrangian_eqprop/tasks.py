@@ -81,7 +81,7 @@ class Task:
     - `energy_state`: `(q0, v0)` of an undriven free run used for the energy-error metric.
     - `display_indices`, `display_offset`, `display_labels`, `display_unit`: which coordinates
       the trajectory plot shows, minus which offsets (rest positions), with what labels/unit.
-    - `parameter_units`: `{parameter name: unit}` for the plots.
+    - `parameter_units`: `{parameter name: unit}` for the plots; `loss_unit`: the loss's unit.
     - `recommended`: training defaults for this task (`learning_rate`, `epochs`, ...).
     - `options`: the resolved task options (saved with the run's config).
     """
@@ -105,6 +105,7 @@ class Task:
     display_labels: tuple[str, ...] = ()
     display_unit: str = ""
     parameter_units: dict = dataclasses.field(default_factory=dict)
+    loss_unit: str = ""
     recommended: dict = dataclasses.field(default_factory=dict)
     options: dict = dataclasses.field(default_factory=dict)
 
@@ -313,7 +314,7 @@ def sysid(
         energy_state=(train["q0"][0], train["v0"][0]),
         display_indices=indices, display_offset=rest,
         display_labels=tuple(f"x_{i} − {i}a" for i in indices), display_unit="m",
-        parameter_units={"k": "N/m", "m": "kg", "l": "m"},
+        parameter_units={"k": "N/m", "m": "kg", "l": "m"}, loss_unit="m²",
         recommended={"learning_rate": 0.05, "epochs": 60, "batch_size": 8, "beta": 1e-3},
     )
 
@@ -392,7 +393,7 @@ def tracking(
         energy_state=(_f(system.q0), _f(system.v0)),
         display_indices=(tracked,), display_offset=rest,
         display_labels=(f"x_{tracked} − {tracked}a",), display_unit="m",
-        parameter_units={"k": "N/m", "m": "kg", "l": "m", "b": "1"},
+        parameter_units={"k": "N/m", "m": "kg", "l": "m", "b": "1"}, loss_unit="m²",
         recommended={"learning_rate": 0.05, "epochs": 100, "batch_size": 8, "beta": 1e-3},
     )
 
@@ -484,7 +485,7 @@ def classification(
         display_indices=readout, display_offset=rest,
         display_labels=tuple(f"x_{i} − {i}a ({c})" for i, c in zip(readout, _WAVEFORMS)),
         display_unit="m",
-        parameter_units={"k": "N/m", "m": "kg", "l": "m", "b": "1"},
+        parameter_units={"k": "N/m", "m": "kg", "l": "m", "b": "1"}, loss_unit="nats (cross-entropy)",
         recommended={"learning_rate": 0.05, "epochs": 30, "batch_size": 15, "beta": 1e-3},
     )
 
@@ -546,7 +547,7 @@ def pendulum(
         energy_state=(train["q0"][0], train["v0"][0]),
         display_indices=indices, display_offset=np.zeros(n),
         display_labels=tuple(f"θ_{i}" for i in indices), display_unit="rad",
-        parameter_units={"kappa": "N·m/rad", "l": "m", "m": "kg"},
+        parameter_units={"kappa": "N·m/rad", "l": "m", "m": "kg"}, loss_unit="rad²",
         recommended={"learning_rate": 0.03, "epochs": 60, "batch_size": 16, "beta": 1e-3},
     )
 

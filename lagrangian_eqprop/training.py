@@ -161,8 +161,10 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        """Build from a dict (e.g. a TOML file); unknown keys raise `ConfigError` listing the valid ones."""
+    def from_dict(cls, data: dict, registered: bool = True) -> "TrainConfig":
+        """Build from a dict (e.g. a TOML file); unknown keys raise `ConfigError` listing the valid ones.
+
+        `registered=False` accepts a task name outside the registry (a hand-built `Task`)."""
         if not isinstance(data, dict):
             raise ConfigError(f"a configuration must be a table of keys, got {type(data).__name__}.")
         unknown = sorted(set(data) - set(cls.fields()))
@@ -173,7 +175,7 @@ class TrainConfig:
         data = dict(data)
         if "task_options" in data and not isinstance(data["task_options"], dict):
             raise ConfigError(f"config field 'task_options' must be a table, got {data['task_options']!r}.")
-        return cls(**data).validate()
+        return cls(**data).validate(registered)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -181,14 +183,19 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes).validate()
 
-    def validate(self) -> "TrainConfig":
-        """Check every field; raises `ConfigError` naming the field."""
+    def validate(self, registered: bool = True) -> "TrainConfig":
+        """Check every field; raises `ConfigError` naming the field.
+
+        `registered=False` skips the checks of the task name and options against the registry
+        (for a hand-built `Task` passed to `Trainer`)."""
         from .tasks import available_tasks
 
         def bad(field, message):
             raise ConfigError(f"config field {field!r}: {message}")
 
-        if self.task not in available_tasks():
+        if not isinstance(self.task, str) or not self.task:
+            bad("task", f"must be a task name, got {self.task!r}")
+        if registered and self.task not in available_tasks():
             bad("task", f"unknown task {self.task!r}; available tasks: {', '.join(available_tasks())}")
         if self.estimator not in ESTIMATORS:
             bad("estimator", f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
@@ -220,7 +227,8 @@ class TrainConfig:
         self.seed = int(self.seed)
         if not isinstance(self.task_options, dict):
             bad("task_options", f"must be a table, got {self.task_options!r}")
-        resolve_options(self.task, self.task_options)  # names the offending option
+        if registered:
+            resolve_options(self.task, self.task_options)  # names the offending option
         return self
 
     def resolve(self, task: Task) -> "TrainConfig":
@@ -228,7 +236,10 @@ class TrainConfig:
         rec = {"learning_rate": 0.05, "epochs": 50, "batch_size": 8, "beta": 1e-3, **task.recommended}
         changes = {k: rec[k] for k in ("learning_rate", "epochs", "batch_size", "beta") if getattr(self, k) is None}
         changes["task_options"] = dict(task.options)
-        return dataclasses.replace(self, **changes).validate()
+        changes["task"] = task.name
+        from .tasks import available_tasks
+
+        return dataclasses.replace(self, **changes).validate(registered=task.name in available_tasks())
 
 
 def _is_number(x) -> bool:
@@ -439,7 +450,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig | None = None, task: Task | None = None):
-        config = (config or TrainConfig()).validate()
+        config = (config or TrainConfig()).validate(registered=task is None)
         if task is None:
             options = dict(config.task_options)
             options.setdefault("seed", config.seed)
@@ -670,13 +681,14 @@ class Trainer:
                     raise TrainingError(f"checkpoint {ckpt} holds runs {meta['runs']}, this configuration {self.runs}.")
                 start_epoch, step, wall = meta["epoch"], meta["step"], meta["wall_time"]
                 history = self._read_history(out_dir, start_epoch)
-            elif not resume and (os.path.exists(ckpt) or os.path.exists(os.path.join(out_dir, METRICS))):
+            elif resume or not (os.path.exists(ckpt) or os.path.exists(os.path.join(out_dir, METRICS))):
+                # a fresh run (also when resuming a run killed before its first checkpoint)
+                open(os.path.join(out_dir, METRICS), "w").close()
+            else:
                 raise TrainingError(
                     f"{out_dir} already holds a run; continue it with `lagrangian-eqprop resume {out_dir}` "
                     "or choose another output folder."
                 )
-            elif not resume or not os.path.exists(os.path.join(out_dir, METRICS)):
-                open(os.path.join(out_dir, METRICS), "w").close()
             _write_json(os.path.join(out_dir, CONFIG), {"config": cfg.to_dict(), "runs": list(self.runs)})
 
         if start_epoch == 0 and not history:
@@ -842,7 +854,8 @@ class Trainer:
         os.makedirs(folder, exist_ok=True)
         written = {}
         title = f"{task.name}: " + " vs ".join(result.runs)
-        written["loss"] = plotting.plot_loss_curves(result.history, os.path.join(folder, "loss.png"), title=title)
+        written["loss"] = plotting.plot_loss_curves(result.history, os.path.join(folder, "loss.png"),
+                                                    unit=task.loss_unit, title=title)
         if any(r.get("cosine") is not None for r in result.history):
             written["agreement"] = plotting.plot_agreement_history(
                 result.history, os.path.join(folder, "agreement.png"),
@@ -885,26 +898,26 @@ def train(config: TrainConfig | dict | None = None, out_dir=None, **kwargs) -> T
     return Trainer(config).fit(out_dir, **kwargs)
 
 
-def read_config(out_dir) -> TrainConfig:
-    """The `TrainConfig` saved in a run folder."""
+def read_config(out_dir, registered: bool = True) -> TrainConfig:
+    """The `TrainConfig` saved in a run folder (`registered=False` for a hand-built task)."""
     path = os.path.join(os.fspath(out_dir), CONFIG)
     try:
         with open(path) as handle:
             data = json.load(handle)
     except FileNotFoundError:
         raise TrainingError(f"{out_dir} is not a run folder (no {CONFIG}).") from None
-    return TrainConfig.from_dict(data["config"])
+    return TrainConfig.from_dict(data["config"], registered)
 
 
-def resume(out_dir, *, epochs: int | None = None, progress: bool = True, plots: bool = True,
-           callbacks=()) -> TrainResult:
+def resume(out_dir, *, epochs: int | None = None, task: Task | None = None, progress: bool = True,
+           plots: bool = True, callbacks=()) -> TrainResult:
     """Continue the run in `out_dir` from its checkpoint (optionally to a new number of epochs).
 
     With the same configuration the result is the one an uninterrupted run would have given:
     the checkpoint holds the parameters and optimiser state, and the batch order of each epoch
-    depends only on `(seed, epoch)`.
+    depends only on `(seed, epoch)`. Pass `task` for a run of a hand-built `Task`.
     """
-    config = read_config(out_dir)
+    config = read_config(out_dir, registered=task is None)
     if epochs is not None:
-        config = config.replace(epochs=epochs)
-    return Trainer(config).fit(out_dir, resume=True, progress=progress, plots=plots, callbacks=callbacks)
+        config = dataclasses.replace(config, epochs=epochs).validate(registered=task is None)
+    return Trainer(config, task=task).fit(out_dir, resume=True, progress=progress, plots=plots, callbacks=callbacks)

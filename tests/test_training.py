@@ -285,3 +285,17 @@ def test_config_messages_name_the_field():
 def test_bvp_needs_a_fixed_endpoint_task():
     with pytest.raises(ConfigError, match="fixed-endpoint task.*sysid"):
         Trainer(TrainConfig(task="pendulum", estimator="bvp", task_options=dict(num_train=2, num_steps=5)))
+
+
+def test_a_hand_built_task_trains_and_resumes(sysid_trainer, tmp_path):
+    import dataclasses
+
+    task = dataclasses.replace(sysid_trainer.task, name="my_chain", options={})
+    config = TrainConfig(estimator="echo", reference="none", epochs=2, batch_size=4, probe_every=0)
+    trainer = Trainer(config, task=task)
+    assert trainer.config.task == "my_chain"
+    result = trainer.fit(tmp_path, progress=False, plots=False)
+    with pytest.raises(ConfigError, match="unknown task 'my_chain'"):
+        resume(tmp_path, progress=False)  # a hand-built task is not in the registry ...
+    longer = resume(tmp_path, epochs=3, task=task, progress=False, plots=False)  # ... so pass it
+    assert longer.final()["epoch"] == 3 and result.final()["epoch"] == 2
