@@ -475,6 +475,11 @@ def solve_bvp(
     ks = jnp.arange(1, num_steps)
     guess = _interior_guess(q_guess, q_start, q_end, num_steps, n)
 
+    if jnp.iscomplexobj(beta):
+        raise ValueError(
+            "solve_bvp needs a real beta (complex/holomorphic nudging would need a complex "
+            f"trajectory, which this solver does not support); got {beta!r}."
+        )
     beta = jnp.asarray(beta, dtype)
     if cost is not None and num_steps > 1:
         # Hoist arrays closed over by `cost` into its pytree, so the Newton loop can hold them

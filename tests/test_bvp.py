@@ -447,5 +447,7 @@ def test_single_step_and_bad_shapes():
     np.testing.assert_allclose(float(traj.p[0, 0]), 0.1 / 0.1 + 0.1 * 0.1 / 4, rtol=1e-12)
     with pytest.raises(ValueError, match="q_guess"):
         solve_bvp(integ, params, jnp.asarray([0.0]), jnp.asarray([0.1]), 5, q_guess=jnp.zeros((3, 1)))
+    with pytest.raises(ValueError, match="real beta"):
+        solve_bvp(integ, params, jnp.asarray([0.0]), jnp.asarray([0.1]), 5, cost=lambda k, q: q[0], beta=1j)
     with pytest.raises(ValueError, match="q_end"):
         solve_bvp(integ, params, jnp.asarray([0.0]), jnp.asarray([0.1, 0.2]), 5)
