@@ -428,7 +428,7 @@ class TrainResult:
             def f(x, spec):
                 return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
             lines.append([row["run"], str(row["epochs"]), f(row["initial_loss"], ".3e"), f(row["final_loss"], ".3e"),
-                          f(row["reduction"], ".1f") + "×", f(row["test_loss"], ".3e"), f(row["cosine"], ".9f"),
+                          f(row["reduction"], ".1f" if row["reduction"] < 1e4 else ".2e") + "×", f(row["test_loss"], ".3e"), f(row["cosine"], ".9f"),
                           f(row["param_error"], ".2%"), f(row["test_accuracy"], ".1%"),
                           f(row["energy_error"], ".1e"), f(row["wall_time"], ".1f") + " s"])
         widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
@@ -675,6 +675,9 @@ class Trainer:
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
             ckpt = os.path.join(out_dir, CHECKPOINT)
+            for name in os.listdir(out_dir):  # temporaries of a process killed mid-write
+                if name.startswith(f"{CHECKPOINT}.tmp-") and resume:
+                    os.remove(os.path.join(out_dir, name))
             if resume and os.path.exists(ckpt):
                 state, meta = load_checkpoint(ckpt, state)
                 if tuple(meta["runs"]) != self.runs:

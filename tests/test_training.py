@@ -166,6 +166,7 @@ def test_resume_reaches_the_same_parameters(sysid_trainer, tmp_path):
     (tmp_path / "cut" / "checkpoint.npz.tmp-99999").write_bytes(b"garbage")
     resumed = resume(tmp_path / "cut", progress=False, plots=False)
     assert resumed.completed and resumed.final()["epoch"] == 4
+    assert not (tmp_path / "cut" / "checkpoint.npz.tmp-99999").exists()
     params_equal(resumed.params["echo"], full.params["echo"])
     losses = lambda d: [json.loads(line)["train_loss"] for line in open(d / "metrics.jsonl")
                         if json.loads(line)["kind"] == "epoch"]
