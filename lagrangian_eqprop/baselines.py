@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .costs import trajectory_cost
-from .integrate import VariationalIntegrator
+from .integrate import VariationalIntegrator, as_arrays
 from .model import Params, interpolate_inputs
 
 
@@ -30,9 +31,18 @@ def bptt_gradient(integ: VariationalIntegrator, params: Params, cost, *, q0, v0=
 
     **Returns:** a dict shaped like `params`.
     """
+    return _bptt_jit(integ, as_arrays(params), cost, _arr(q0), _arr(v0), _arr(p0), num_steps, _arr(inputs))
+
+
+@eqx.filter_jit
+def _bptt_jit(integ, params, cost, q0, v0, p0, num_steps, inputs):
     return jax.grad(
         lambda prm: simulated_loss(integ, prm, cost, q0=q0, v0=v0, p0=p0, num_steps=num_steps, inputs=inputs)
     )(params)
+
+
+def _arr(x):
+    return x if x is None or callable(x) else jnp.asarray(x)
 
 
 def bvp_loss(integ: VariationalIntegrator, params: Params, cost, *, q_start, q_end, num_steps: int,
@@ -74,7 +84,8 @@ def adjoint_gradient(
     q0 = jnp.asarray(q0)
     times = integ.node_times(num_steps, q0.dtype)
     us = integ.node_inputs(num_steps, inputs, q0.dtype)
-    input_fn = interpolate_inputs(times, us) if model.num_inputs else None
+    # A pytree (not a closure) so diffrax's adjoint sees the node data as arguments under jit.
+    input_fn = jax.tree_util.Partial(_interpolate, times, us) if model.num_inputs else None
     solver = diffrax.Tsit5() if solver is None else solver
     adjoint = diffrax.BacksolveAdjoint(solver=solver) if adjoint is None else adjoint
 
@@ -88,6 +99,10 @@ def adjoint_gradient(
         return trajectory_cost(cost, sol.ys[0], start=1)
 
     return jax.grad(loss)(params)
+
+
+def _interpolate(times, us, t):
+    return interpolate_inputs(times, us)(t)
 
 
 def finite_difference_gradient(loss_fn: Callable, params: Params, eps: float = 1e-6):

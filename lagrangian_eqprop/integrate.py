@@ -293,8 +293,8 @@ class VariationalIntegrator(eqx.Module):
             # Backwards in time the predictor must extrapolate along the rollout's own direction.
             aux0 = q0 - h * v0_hint
 
-        def body(carry, j):
-            q, p, aux, acc, status = carry
+        def body(carry, _):
+            j, q, p, aux, acc, status = carry
             node_a = (times[j], inputs[j])
             node_b = (times[j + 1], inputs[j + 1])
             if self.explicit:
@@ -308,10 +308,11 @@ class VariationalIntegrator(eqx.Module):
                 acc = jax.tree_util.tree_map(jnp.add, acc, accumulate(j, q, q_b, node_a, node_b))
             status = status.record(j, ok)
             out = (q_b, p_b) if save_trajectory else None
-            return (q_b, p_b, aux_b, acc, status), out
+            return (j + 1, q_b, p_b, aux_b, acc, status), out
 
-        carry0 = (q0, p0, aux0, accumulator_init, SolveStatus.fresh())
-        (q_n, p_n, _, acc, status), outs = jax.lax.scan(body, carry0, jnp.arange(num_steps))
+        # The step index is carried (not scanned over) so that memory stays O(1) in N.
+        carry0 = (jnp.zeros((), jnp.int32), q0, p0, aux0, accumulator_init, SolveStatus.fresh())
+        (_, q_n, p_n, _, acc, status), outs = jax.lax.scan(body, carry0, None, length=num_steps)
         qs, ps = outs if save_trajectory else (None, None)
         return q_n, p_n, acc, status, qs, ps
 
@@ -340,28 +341,16 @@ class VariationalIntegrator(eqx.Module):
         **Returns:** a `Trajectory` with `q`, `p` of shape `(N+1, n)`.
         """
         q0, v0, p0 = self._initial_state(params, q0, v0, p0, num_steps, inputs)
-        times = self.node_times(num_steps, q0.dtype)
         us = self.node_inputs(num_steps, inputs, q0.dtype)
-        if p0 is None:
-            p0 = self.initial_momentum(params, q0, v0, times[0], us[0])
-        _, _, _, status, qs, ps = self.rollout(params, q0, p0, times, us, v0_hint=v0)
-        traj = Trajectory(
-            times,
-            jnp.concatenate([q0[None], qs], axis=0),
-            jnp.concatenate([p0[None], ps], axis=0),
-            status.num_failures,
-            status.first_failed_step,
-        )
+        traj = _simulate_jit(self, as_arrays(params), q0, v0, p0, us)
+        status = SolveStatus(traj.num_failures, traj.first_failed_step)
         return check_status(traj, status, "simulate", throw)
 
     def final_state(self, params: Params, q0, v0=None, num_steps: int = 100, inputs=None, *, p0=None, throw=True):
         """Like `simulate` but keeps only the final node: returns `(q_N, p_N)` (O(1) memory)."""
         q0, v0, p0 = self._initial_state(params, q0, v0, p0, num_steps, inputs)
-        times = self.node_times(num_steps, q0.dtype)
         us = self.node_inputs(num_steps, inputs, q0.dtype)
-        if p0 is None:
-            p0 = self.initial_momentum(params, q0, v0, times[0], us[0])
-        q_n, p_n, _, status, _, _ = self.rollout(params, q0, p0, times, us, save_trajectory=False, v0_hint=v0)
+        q_n, p_n, status = _final_state_jit(self, as_arrays(params), q0, v0, p0, us)
         return check_status((q_n, p_n), status, "final_state", throw)
 
     def _initial_state(self, params, q0, v0, p0, num_steps, inputs):
@@ -410,3 +399,36 @@ class VariationalIntegrator(eqx.Module):
             self, params, q_start, q_end, num_steps, inputs,
             cost=cost, beta=beta, q_guess=q_guess, throw=throw, **solver_options,
         )
+
+
+def as_arrays(tree):
+    """Convert the leaves of a parameter pytree to JAX arrays (Python floats would otherwise be
+    static under `eqx.filter_jit` and trigger a recompilation for every new value)."""
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+
+
+def _initial_rollout(integ: VariationalIntegrator, params, q0, v0, p0, us, save_trajectory: bool):
+    times = integ.node_times(us.shape[0] - 1, q0.dtype)
+    if p0 is None:
+        p0 = integ.initial_momentum(params, q0, v0, times[0], us[0])
+    out = integ.rollout(params, q0, p0, times, us, save_trajectory=save_trajectory, v0_hint=v0)
+    return times, p0, out
+
+
+# Compiled once per (integrator, shapes): eager calls in a Python loop do not re-trace the scan.
+@eqx.filter_jit
+def _simulate_jit(integ, params, q0, v0, p0, us) -> Trajectory:
+    times, p0, (_, _, _, status, qs, ps) = _initial_rollout(integ, params, q0, v0, p0, us, True)
+    return Trajectory(
+        times,
+        jnp.concatenate([q0[None], qs], axis=0),
+        jnp.concatenate([p0[None], ps], axis=0),
+        status.num_failures,
+        status.first_failed_step,
+    )
+
+
+@eqx.filter_jit
+def _final_state_jit(integ, params, q0, v0, p0, us):
+    _, _, (q_n, p_n, _, status, _, _) = _initial_rollout(integ, params, q0, v0, p0, us, False)
+    return q_n, p_n, status

@@ -1,10 +1,5 @@
 """Extra hand-written test systems for `tests/test_eqprop.py` (not in `tests/models.py`).
 
-- `caldirola_kanai_reversible`: `L = e^{γt}(½mv² − ½kx²)` flagged `time_reversible=True`.
-  It is even in the velocity and has no force, so by `LagrangianModel.time_reversible`'s own
-  definition (and theory §3c: "time-varying inputs are simply fed in reverse order", CK
-  "stays exact") the echo applies. `models.caldirola_kanai` flags it `False`, which would make
-  the echo refuse it, so the EqProp tests build their own.
 - `magnetic_particle`: a charged particle in a uniform magnetic field, `L` has a term linear in
   the velocity, so `L(q, −v) ≠ L(q, v)`: not time-reversible. Compiled with
   `compile_lagrangian` when the SymPy front end is importable (its `time_reversible` is then
@@ -16,21 +11,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from lagrangian_eqprop.model import LagrangianModel
-
-
-def caldirola_kanai_reversible(m=1.0, k=1.5, gamma=0.3):
-    """`L = e^{γt}(½mv² − ½kx²)`: variational, time-dependent, even in v (echo-exact)."""
-
-    def lagrangian(q, v, t, params, u):
-        return jnp.exp(params["gamma"] * t) * (
-            0.5 * params["m"] * jnp.sum(v**2) - 0.5 * params["k"] * jnp.sum(q**2)
-        )
-
-    model = LagrangianModel(
-        lagrangian, ("x",), {"m": (), "k": (), "gamma": ()}, separable=None, time_reversible=True
-    )
-    params = {name: jnp.asarray(value, dtype=jnp.float64) for name, value in dict(m=m, k=k, gamma=gamma).items()}
-    return model, params
 
 
 def magnetic_particle(m=1.0, k=1.0, b=0.7):

@@ -183,7 +183,7 @@ def pendulum_case() -> Case:
 @functools.lru_cache(maxsize=None)
 def caldirola_case() -> Case:
     """Caldirola–Kanai damping `e^{γt}(T − V)` with trainable γ, implicit midpoint rule."""
-    model, params = eqprop_models.caldirola_kanai_reversible()
+    model, params = models.caldirola_kanai(k=1.5)
     integ = VariationalIntegrator(model, H, "midpoint")
     t = _times(integ)
     cost = TrackingCost(0.6 * np.cos(1.2 * t), [0])

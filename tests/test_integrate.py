@@ -176,7 +176,6 @@ def test_total_momentum_not_conserved_with_walls():
 # ------------------------------------------------------ 4. explicit path == Newton path
 def test_explicit_path_equals_newton_path_time_dependent_and_driven():
     model, params = models.fpu_chain(5, beta=2.0, time_dependent=True, driven=True)
-    assert not model.time_reversible
     rng = np.random.default_rng(2)
     q0 = 0.4 * rng.standard_normal(5)
     v0 = 0.4 * rng.standard_normal(5)
