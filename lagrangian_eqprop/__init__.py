@@ -19,8 +19,10 @@ from .baselines import (
 )
 from .costs import ReadoutCost, TerminalCost, TrackingCost, trajectory_cost
 from .discrete import DiscreteLagrangian, QuadratureRule, make_rule
+from .bvp import solve_block_tridiagonal
 from .eqprop import (
     GradientResult,
+    default_beta,
     echo_estimate,
     echo_loss,
     echo_trajectory,
@@ -30,10 +32,26 @@ from .errors import ConvergenceError, EstimatorError, LagrangianError
 from .integrate import Trajectory, VariationalIntegrator
 from .model import LagrangianModel, SeparableStructure, interpolate_inputs
 
-try:  # the symbolic front end
-    from .symbolic import *  # noqa: F401,F403
-    from .symbolic import __all__ as _symbolic_all
-except ImportError as _err:  # pragma: no cover - only while the module is being written
-    _symbolic_all = []
+from .symbolic import (
+    EdgeTerm,
+    ExtraTerm,
+    NodeTerm,
+    compile_lagrangian,
+    compile_network,
+    euler_lagrange_equations,
+    lagrangian_expression,
+    network_coordinates,
+)
 
 __version__ = "0.1.0"
+
+# Heavier or optional layers load on first use: `lep.systems`, `lep.training`, ...
+_SUBMODULES = ("systems", "training", "tasks", "diagnostics", "plotting", "cli", "bvp", "newton")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

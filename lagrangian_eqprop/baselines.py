@@ -27,7 +27,7 @@ def simulated_loss(integ: VariationalIntegrator, params: Params, cost, *, q0, v0
 def bptt_gradient(integ: VariationalIntegrator, params: Params, cost, *, q0, v0=None, p0=None,
                   num_steps: int, inputs=None):
     """Backpropagation through time: `jax.grad` of `Σ_{k=1..N} cost(k, q_k)` through the
-    scanned integrator (Newton steps are differentiated implicitly by optimistix).
+    scanned integrator (Newton steps are differentiated implicitly, see `newton.newton_root`).
 
     **Returns:** a dict shaped like `params`.
     """

@@ -1,7 +1,7 @@
 """Initial-value stepping of variational integrators, and the `Trajectory` they produce.
 
 A step maps `(q_k, p_k)` to `(q_{k+1}, p_{k+1})` by solving the discrete Legendre transform
-`p_k = p⁻(q_k, q_{k+1})` for `q_{k+1}` (Newton, optimistix) and reading
+`p_k = p⁻(q_k, q_{k+1})` for `q_{k+1}` (Newton, `newton.newton_root`) and reading
 `p_{k+1} = p⁺(q_k, q_{k+1})`. When `L = ½vᵀMv − V(q, t)` with constant `M` and the trapezoid
 rule, the step is Störmer–Verlet and explicit (no Newton).
 """

@@ -153,8 +153,12 @@ class LagrangianModel(eqx.Module):
         """Accelerations from the Euler–Lagrange equations `d/dt ∂L/∂v − ∂L/∂q = F`.
 
         `M a = ∂L/∂q − (∂²L/∂v∂q) v − ∂²L/∂v∂t + F`, solved with a linear solve (never a
-        pseudo-inverse: a singular M is a modelling error).
+        pseudo-inverse: a singular M is a modelling error). For a separable model
+        (`L = ½vᵀMv − V`, constant M) this is `M a = −∇V + F`, with no Hessian.
         """
+        if self.separable is not None:
+            grad_potential = jax.grad(self.separable.potential_fn)(q, t, params, self._u(u, q))
+            return self.separable.solve_mass(params, self.force(q, v, t, params, u) - grad_potential)
         dL_dv = jax.grad(self.lagrangian, argnums=1)
         dL_dq = jax.grad(self.lagrangian, argnums=0)(q, v, t, params, u)
         # d/dt (∂L/∂v) along (q̇, t) with v held fixed: one forward-mode JVP.

@@ -177,6 +177,10 @@ class _SymbolTable(NamedTuple):
         return [*self.q, *self.v, self.time, *self.parameters, *self.u]
 
 
+# Prefix of the compiler's own symbols for coordinates, velocities and inputs.
+_INTERNAL_PREFIX = "_lep_"
+
+
 def _make_table(coordinates, parameters, inputs, time, where: str) -> _SymbolTable:
     coordinates = tuple(coordinates)
     parameters = tuple(parameters)
@@ -193,6 +197,12 @@ def _make_table(coordinates, parameters, inputs, time, where: str) -> _SymbolTab
         if name in seen:
             raise LagrangianError(f"coordinate {name} is declared twice in {where}.")
         seen[name] = c
+    for symbol in (time, *parameters, *inputs):
+        if isinstance(symbol, sympy.Symbol) and symbol.name.startswith(_INTERNAL_PREFIX):
+            raise LagrangianError(
+                f"symbol {symbol.name} in {where} uses the prefix {_INTERNAL_PREFIX!r}, which is "
+                "reserved for the compiler's own symbols; rename it."
+            )
     for p in parameters:
         if not isinstance(p, sympy.Symbol):
             raise LagrangianError(
@@ -209,7 +219,7 @@ def _make_table(coordinates, parameters, inputs, time, where: str) -> _SymbolTab
     for inp in inputs:
         if isinstance(inp, AppliedUndef):
             _function_of_time(inp, "input", time, where)
-            u_plain.append(sympy.Dummy(_name_of(inp)))
+            u_plain.append(sympy.Symbol(f"{_INTERNAL_PREFIX}u{len(u_plain)}"))
         elif isinstance(inp, sympy.Symbol):
             if inp == time:
                 raise LagrangianError(f"input {inp} in {where} is the time symbol.")
@@ -222,8 +232,11 @@ def _make_table(coordinates, parameters, inputs, time, where: str) -> _SymbolTab
             raise LagrangianError(f"input {_name_of(inp)} in {where} is declared twice (or clashes"
                                   " with a coordinate or parameter of the same name).")
         seen[_name_of(inp)] = inp
-    q = tuple(sympy.Dummy(_name_of(c)) for c in coordinates)
-    v = tuple(sympy.Dummy(_name_of(c) + "_dot") for c in coordinates)
+    # Plain symbols with fixed names (not Dummy): SymPy orders terms by name, and Dummy
+    # numbering depends on how many were created before, so the generated code (and its
+    # round-off) would differ between two builds of the same model in one process.
+    q = tuple(sympy.Symbol(f"{_INTERNAL_PREFIX}q{i}") for i in range(len(coordinates)))
+    v = tuple(sympy.Symbol(f"{_INTERNAL_PREFIX}v{i}") for i in range(len(coordinates)))
     replacements = {}
     for c, qi, vi in zip(coordinates, q, v):
         replacements[sympy.Derivative(c, time)] = vi

@@ -489,3 +489,26 @@ def test_network_degenerate_node_terms():
     linear = NodeTerm(half * m * xd**2 + m * x * yd, [x, y], [m])
     with pytest.raises(LagrangianError, match=r"degenerate.*singular.*y \(every node\)"):
         compile_network(2, [], [linear], dim=2)
+
+
+def test_repeated_builds_compile_identical_code():
+    """Two builds of the same chain in one process give bit-identical values (the compiler's
+    own symbols have fixed names, so SymPy's term order cannot change between builds)."""
+    from lagrangian_eqprop import systems
+
+    values = []
+    for _ in range(4):
+        sp.Dummy("filler")  # advance SymPy's Dummy counter between builds
+        model, params, q0, v0 = systems.mass_spring_chain(6, nonlinear=True)
+        q = q0 + 0.1 * jnp.arange(6) + 0.1
+        values.append(np.asarray(jax.grad(model.lagrangian, argnums=0)(q, v0 + 0.3, 0.0, params)))
+    for value in values[1:]:
+        np.testing.assert_array_equal(value, values[0])
+
+
+def test_reserved_prefix_is_refused():
+    t = sp.symbols("t")
+    x = dynamicsymbols("x")
+    k = sp.Symbol("_lep_q0")
+    with pytest.raises(LagrangianError, match="_lep_q0.*reserved"):
+        compile_lagrangian(x.diff(t) ** 2 / 2 - k * x**2, coordinates=[x], parameters=[k], time=t)
