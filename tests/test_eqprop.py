@@ -642,3 +642,21 @@ def test_caldirola_kanai_echo_accuracy_does_not_degrade_with_gamma_t(gamma_t):
     scale = max(float(jnp.max(jnp.abs(reference[k]))) for k in reference)
     error = max(float(jnp.max(jnp.abs(estimate[k] - reference[k]))) for k in reference)
     assert error / scale < 1e-7
+
+
+def test_echo_with_galerkin_rule_matches_bptt():
+    """The fourth-order Galerkin–Lobatto rule is symmetric, so the echo retraces it and its
+    estimate matches BPTT through the same (stage-solving) scheme."""
+    model, params = models.double_pendulum()
+    integ = VariationalIntegrator(model, 0.05, "galerkin")
+    num_steps = 20
+    t = np.arange(num_steps + 1) * 0.05
+    cost = TrackingCost(0.3 * np.sin(t), [0])
+    q0, v0 = jnp.array([0.6, -0.3]), jnp.array([0.0, 0.2])
+    free, echo = echo_trajectory(integ, params, cost, 0.0, q0=q0, v0=v0, num_steps=num_steps)
+    assert float(jnp.max(jnp.abs(free.q - echo))) < 1e-10
+    reference = bptt_gradient(integ, params, cost, q0=q0, v0=v0, num_steps=num_steps)
+    estimate = eqprop_gradient(integ, params, cost, beta=1e-5, q0=q0, v0=v0, num_steps=num_steps)
+    scale = max(float(jnp.max(jnp.abs(reference[k]))) for k in reference)
+    error = max(float(jnp.max(jnp.abs(estimate[k] - reference[k]))) for k in reference)
+    assert error / scale < 1e-6
