@@ -344,6 +344,11 @@ def _unstack(x, size: int) -> list:
     return [x[i] for i in range(size)]
 
 
+def _columns(x) -> tuple:
+    """The columns of a `(rows, k)` array, as a tuple of `(rows,)` arrays."""
+    return tuple(x[:, i] for i in range(x.shape[1]))
+
+
 class _ScalarFunction:
     """`(q (n,), v (n,), t, params, u (m,)) -> ()` from a lambdified flat function."""
 
@@ -804,29 +809,104 @@ def _compile_term(term, coordinates, where, time, network_inputs: dict[str, int]
 
 
 def _element_value(term: _CompiledTerm, q_local, v_local, t, local_params, u):
-    """Value of one local term for one element (called under `jax.vmap`)."""
-    k = term.num_coordinates
+    """Value of one local term for one element (called under `jax.vmap`); `q_local` and
+    `v_local` are sequences of the element's `num_coordinates` scalars."""
     return term.raw(
-        *_unstack(q_local, k),
-        *_unstack(v_local, k),
+        *q_local,
+        *v_local,
         t,
         *local_params,
         *[u[i] for i in term.input_indices],
     )
 
 
+# ---- static row selection
+# The network Lagrangian picks rows by index arrays fixed at compile time (edge senders and
+# receivers, free-node parameters). `x[index]` lowers to an XLA gather, whose transpose (in
+# every `jax.grad`, e.g. the force ∇V) is a scatter-add: slow on CPU, ~10× the cost of the
+# local terms on a 256-mass chain. On chains, lattice strips and the like an index array is a
+# few arithmetic runs `start + step·arange(k)`; each run is then a static (strided) slice, whose
+# transpose is a pad, or a broadcast (step 0), whose transpose is a sum; XLA fuses both with the
+# local terms. Other index arrays keep the gather. Values are the same either way; gradients
+# agree to round-off (the per-node sums of edge contributions may be added in another order).
+_MAX_RUNS = 8  # more runs than this: gather (each run costs a pad + add in the gradient)
+
+
+def _index_runs(index: np.ndarray, boundary: int | None = None):
+    """Split a static index array greedily into arithmetic runs `(start, step, length)`, none
+    straddling `boundary` (runs lie wholly below it or wholly at/above it); `None` when that
+    takes more than `_MAX_RUNS` runs."""
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    diffs = np.diff(index)
+    side = index >= boundary if boundary is not None else np.zeros(index.shape, dtype=bool)
+    runs, i = [], 0
+    while i < index.size:
+        if len(runs) == _MAX_RUNS:
+            return None
+        step = int(diffs[i]) if i < diffs.size else 0
+        stops = np.flatnonzero((diffs[i:] != step) | (side[i + 1:] != side[i]))
+        end = i + 1 + (int(stops[0]) if stops.size else diffs.size - i)  # run is index[i:end]
+        if end - i == 2 and end < index.size:
+            end = i + 1  # a lone pair before a new step: let its second entry start the next run
+        runs.append((int(index[i]), step, end - i))
+        i = end
+    return tuple(runs)
+
+
+def _take_run(x, start: int, step: int, length: int):
+    """`x[start + step·arange(length)]` with static slicing (no gather)."""
+    if step == 0:
+        return jnp.broadcast_to(x[start:start + 1], (length, *x.shape[1:]))
+    last = start + step * (length - 1)
+    piece = x[min(start, last):max(start, last) + 1:abs(step)]
+    return piece[::-1] if step < 0 else piece
+
+
+class _Rows:
+    """`concatenate([x, fixed])[index]` along the leading axis, for a static `index` and
+    `len(x) == boundary` (`fixed`: constant NumPy rows, e.g. the fixed nodes' states; omit it
+    and `boundary` for plain `x[index]`). Static slices when the index is a few arithmetic runs
+    (`_index_runs`), the rows of `fixed` then entering as constants (no gradient path);
+    otherwise one gather."""
+
+    def __init__(self, index, boundary: int | None = None):
+        self.index = np.asarray(index, dtype=np.int64).reshape(-1)
+        self.boundary = boundary
+        self.runs = _index_runs(self.index, boundary)
+
+    def __call__(self, x, fixed: np.ndarray | None = None):
+        x = jnp.asarray(x)
+        if fixed is not None:
+            x = x.astype(_float_dtype(x))
+            fixed = np.asarray(fixed, dtype=x.dtype)
+        if self.runs is None:
+            source = x if fixed is None else jnp.concatenate([x, jnp.asarray(fixed)])
+            return source[self.index]
+        pieces = []
+        for start, step, length in self.runs:
+            if fixed is not None and start >= self.boundary:
+                pieces.append(jnp.asarray(_take_run(fixed, start - self.boundary, step, length)))
+            else:
+                pieces.append(_take_run(x, start, step, length))
+        if not pieces:
+            return jnp.zeros((0, *x.shape[1:]), dtype=x.dtype)
+        return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
+
+
 def _sum_over_elements(term: _CompiledTerm, q_local, v_local, t, params, u, select=None):
-    """Σ over elements (leading axis of `q_local`) of one vectorised local term; `select`
-    picks the elements' entries of the parameter arrays (all of them when `None`)."""
+    """Σ over elements of one vectorised local term. `q_local`, `v_local`: tuples of the
+    `num_coordinates` local coordinates, each an array over the elements (separate arrays, not
+    one stacked array: no concatenate/split pair in the forward pass or its transpose);
+    `select` (a `_Rows`) picks the elements' entries of the parameter arrays (all when `None`)."""
     local_params = tuple(params[name] for name in term.parameter_names)
     if select is not None:
-        local_params = tuple(jnp.asarray(p)[select] for p in local_params)
+        local_params = tuple(select(p) for p in local_params)
 
     def one(qe, ve, pe):
         return jnp.asarray(_element_value(term, qe, ve, t, pe, u))
 
-    values = jax.vmap(one)(q_local, v_local, local_params)
-    return jnp.sum(jnp.broadcast_to(values, q_local.shape[:1]))
+    values = jax.vmap(one)(tuple(q_local), tuple(v_local), local_params)
+    return jnp.sum(jnp.broadcast_to(values, q_local[0].shape))
 
 
 class _NetworkLagrangian:
@@ -839,36 +919,41 @@ class _NetworkLagrangian:
         self.free_nodes, self.fixed_nodes = free_nodes, fixed_nodes
         self.fixed_positions = fixed_positions
         self.node_terms, self.edge_terms, self.extra = node_terms, edge_terms, extra
-        # Gather index that puts [free nodes..., fixed nodes...] back in node order.
+        # Node states are stacked as [free nodes..., fixed nodes...]; `node_order` maps node
+        # indices to rows of that stack, and edge endpoints index the stack directly (one row
+        # selection per endpoint, no reordering of the nodes first).
         order = np.concatenate([free_nodes, fixed_nodes]).astype(np.int64)
         self.node_order = np.argsort(order)
+        boundary = free_nodes.size
+        self.node_rows = _Rows(self.node_order, boundary)
+        self.sender_rows = _Rows(self.node_order[senders], boundary)
+        self.receiver_rows = _Rows(self.node_order[receivers], boundary)
+        self.free_rows = _Rows(free_nodes) if fixed_nodes.size else None
+        self.fixed_velocities = np.zeros_like(fixed_positions)
 
     def node_states(self, q, v):
         """Positions and velocities of all nodes, shape `(num_nodes, dim)` each."""
-        dtype = _float_dtype(q)
-        positions = jnp.reshape(q, (-1, self.dim))
-        velocities = jnp.reshape(v, (-1, self.dim))
-        if self.fixed_nodes.size:
-            positions = jnp.concatenate(
-                [positions, jnp.asarray(self.fixed_positions, dtype=dtype)]
-            )[self.node_order]
-            velocities = jnp.concatenate(
-                [velocities, jnp.zeros(self.fixed_positions.shape, dtype=jnp.result_type(v))]
-            )[self.node_order]
-        return positions, velocities
+        positions, velocities = jnp.reshape(q, (-1, self.dim)), jnp.reshape(v, (-1, self.dim))
+        return (self.node_rows(positions, self.fixed_positions),
+                self.node_rows(velocities, self.fixed_velocities))
+
+    def _endpoint_columns(self, rows, x, fixed):
+        """Local coordinates of one edge endpoint: a tuple of `dim` arrays over the edges."""
+        return _columns(rows(jnp.reshape(x, (-1, self.dim)), fixed))
 
     def __call__(self, q, v, t, params, u):
         q, v, u = jnp.asarray(q), jnp.asarray(v), jnp.asarray(u)
         total = jnp.zeros((), dtype=_float_dtype(q))
         # Node terms run over the free nodes only (on a fixed node they would be constants).
         free_q, free_v = jnp.reshape(q, (-1, self.dim)), jnp.reshape(v, (-1, self.dim))
-        select = self.free_nodes if self.fixed_nodes.size else None
+        free_q, free_v = _columns(free_q), _columns(free_v)
         for term in self.node_terms:
-            total = total + _sum_over_elements(term, free_q, free_v, t, params, u, select)
+            total = total + _sum_over_elements(term, free_q, free_v, t, params, u, self.free_rows)
         if self.edge_terms:
-            positions, velocities = self.node_states(q, v)
-            pair_q = jnp.concatenate([positions[self.senders], positions[self.receivers]], axis=1)
-            pair_v = jnp.concatenate([velocities[self.senders], velocities[self.receivers]], axis=1)
+            pair_q = (self._endpoint_columns(self.sender_rows, q, self.fixed_positions)
+                      + self._endpoint_columns(self.receiver_rows, q, self.fixed_positions))
+            pair_v = (self._endpoint_columns(self.sender_rows, v, self.fixed_velocities)
+                      + self._endpoint_columns(self.receiver_rows, v, self.fixed_velocities))
             for term in self.edge_terms:
                 total = total + _sum_over_elements(term, pair_q, pair_v, t, params, u)
         if self.extra is not None:
@@ -880,15 +965,16 @@ class _NodeLocalLagrangian:
     """Sum of the node terms for a single node: `(q (dim,), v (dim,), t, params, u) -> ()`
     with scalar node parameters (used for the per-node degeneracy check)."""
 
-    def __init__(self, node_terms):
-        self.node_terms = node_terms
+    def __init__(self, node_terms, dim):
+        self.node_terms, self.dim = node_terms, dim
 
     def __call__(self, q, v, t, params, u):
         dtype = _float_dtype(q)
         total = jnp.zeros((), dtype=dtype)
         for term in self.node_terms:
             local = tuple(params[name] for name in term.parameter_names)
-            total = total + jnp.asarray(_element_value(term, q, v, t, local, u))
+            total = total + jnp.asarray(
+                _element_value(term, _unstack(q, self.dim), _unstack(v, self.dim), t, local, u))
         return total
 
 
@@ -899,6 +985,7 @@ class _NetworkMass:
         self.node_mass_fns = node_mass_fns  # [(raw, parameter_names)]
         self.free_nodes, self.num_nodes, self.dim, self.diagonal = (
             free_nodes, num_nodes, dim, diagonal)
+        self.free_rows = _Rows(free_nodes)
 
     def __call__(self, params):
         dtype = _float_dtype(*[params[name] for _, names in self.node_mass_fns for name in names])
@@ -911,7 +998,7 @@ class _NetworkMass:
                 return _stack_scalars(raw(*pe), dtype).reshape(shape[1:])
 
             total = total + jax.vmap(one, axis_size=self.num_nodes)(local)
-        free = total[self.free_nodes]
+        free = self.free_rows(total)
         if self.diagonal:
             return free.reshape(-1)
         count = free.shape[0]
@@ -1124,7 +1211,7 @@ def compile_network(
         if all(t.velocity_free for t in compiled_edges) and extra_velocity_free:
             local_shapes = {name: () for name in sorted(node_parameters)}
             _check_nondegenerate(
-                _NodeLocalLagrangian(tuple(compiled_nodes)), dim, local_shapes, m,
+                _NodeLocalLagrangian(tuple(compiled_nodes), dim), dim, local_shapes, m,
                 [f"{base} (every node)" for base in bases], "the node terms")
         else:
             _check_nondegenerate(lagrangian_fn, n, parameter_shapes, m,

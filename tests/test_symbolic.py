@@ -512,3 +512,103 @@ def test_reserved_prefix_is_refused():
     k = sp.Symbol("_lep_q0")
     with pytest.raises(LagrangianError, match="_lep_q0.*reserved"):
         compile_lagrangian(x.diff(t) ** 2 / 2 - k * x**2, coordinates=[x], parameters=[k], time=t)
+
+
+# ---------------------------------------------------------------- static row selection
+def _forced_gather_build(monkeypatch, build):
+    """`build()` with every index array taken by a gather (the reference path)."""
+    from lagrangian_eqprop import symbolic
+
+    with monkeypatch.context() as patch:
+        patch.setattr(symbolic, "_MAX_RUNS", 0)
+        return build()
+
+
+def _gather_count(model, params, q, u):
+    sep = model.separable
+    jaxpr = jax.make_jaxpr(jax.grad(lambda q: sep.potential_fn(q, 0.0, params, u)))(q)
+    return str(jaxpr).count("gather")
+
+
+@pytest.mark.parametrize("index, boundary", [
+    (np.arange(7), None),                                  # one contiguous run
+    (np.array([9, 0, 1, 2, 3, 4, 10]), 9),                 # chain with walls: fixed rows at ends
+    (np.array([8, 6, 4, 2, 0, 1, 3, 5]), None),            # negative and positive strides
+    (np.array([3, 3, 3, 3, 0, 2, 4, 6, 9, 9]), 9),         # repeats (step 0), fixed repeats
+    (np.array([5]), None),
+    (np.zeros(0, dtype=np.int64), None),
+])
+def test_row_selection_matches_gather(index, boundary):
+    """`_Rows` (static slices) equals `concatenate([x, fixed])[index]`, values and VJP."""
+    from lagrangian_eqprop.symbolic import _Rows
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((9, 2)))
+    fixed = rng.standard_normal((2, 2)) if boundary is not None else None
+    rows = _Rows(index, boundary)
+    assert rows.runs is not None  # the static-slice path is the one under test
+
+    def reference(x):
+        source = x if fixed is None else jnp.concatenate([x, jnp.asarray(fixed)])
+        return source[jnp.asarray(index, dtype=jnp.int32)]
+
+    np.testing.assert_array_equal(rows(x, fixed), reference(x))
+    cotangent = jnp.asarray(rng.standard_normal((index.size, 2)))
+    vjp_fast = jax.vjp(lambda x: rows(x, fixed), x)[1](cotangent)[0]
+    vjp_ref = jax.vjp(reference, x)[1](cotangent)[0]
+    np.testing.assert_allclose(vjp_fast, vjp_ref, rtol=0, atol=1e-14)
+
+
+def _random_network(num_nodes, num_edges, seed):
+    """A 2-D spring network on random edges with two fixed nodes inside the index range."""
+    from lagrangian_eqprop import systems
+
+    rng = np.random.default_rng(seed)
+    positions = rng.uniform(0.0, 3.0, (num_nodes, 2))
+    pairs = {tuple(sorted(rng.choice(num_nodes, 2, replace=False))) for _ in range(num_edges)}
+    edges = np.array(sorted(pairs), dtype=np.int64)
+    edges = edges[rng.permutation(len(edges))]  # no sorted structure
+    return systems.mass_spring_network(positions, edges, dim=2, fixed_nodes=[1, num_nodes // 2])
+
+
+@pytest.mark.parametrize("case", ["chain", "random_small", "random_large"])
+def test_static_slices_match_gather_path(case, monkeypatch):
+    """The compiled network Lagrangian with static slices (contiguous index runs) gives the
+    same L, gradients and integrator trajectory as the same model built with gathers only."""
+    from lagrangian_eqprop import VariationalIntegrator, systems
+
+    build = {
+        "chain": lambda: systems.mass_spring_chain(40, nonlinear=True, beta=1.0),
+        "random_small": lambda: _random_network(6, 6, seed=3),  # few runs: slices, any stride
+        "random_large": lambda: _random_network(60, 150, seed=4),  # many runs: gathers
+    }[case]
+    fast, ref = build(), _forced_gather_build(monkeypatch, build)
+    params = f64({name: np.asarray(value) for name, value in fast.params.items()})
+    rng = np.random.default_rng(1)
+    q = jnp.asarray(fast.q0) + 0.1 * jnp.asarray(rng.standard_normal(np.shape(fast.q0)))
+    v = jnp.asarray(rng.standard_normal(np.shape(fast.q0)))
+    u = fast.model.default_input(jnp.float64)
+
+    fast_gathers = _gather_count(fast.model, params, q, u)
+    assert _gather_count(ref.model, params, q, u) > 0
+    if case == "random_large":
+        assert fast_gathers > 0
+    else:
+        assert fast_gathers == 0  # every index array became static slices
+
+    def quantities(model):
+        L = jax.jit(model.lagrangian)
+        grads = jax.jit(jax.grad(model.lagrangian, argnums=(0, 1, 3)))
+        return L(q, v, 0.0, params), grads(q, v, 0.0, params)
+
+    (l_fast, g_fast), (l_ref, g_ref) = quantities(fast.model), quantities(ref.model)
+    np.testing.assert_allclose(l_fast, l_ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(g_fast), jax.tree_util.tree_leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+    def trajectory(model):
+        integ = VariationalIntegrator(model, 0.05, "trapezoid")
+        assert integ.explicit
+        return integ.simulate(params, q, v, num_steps=200).q
+
+    np.testing.assert_allclose(trajectory(fast.model), trajectory(ref.model), rtol=0, atol=1e-12)
