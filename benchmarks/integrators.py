@@ -526,27 +526,22 @@ def render(meta: dict, tp: dict, ec: dict, cp: dict) -> str:
         f"- Midpoint (Newton, `newton.newton_root`, dense {NUM_MASSES}×{NUM_MASSES} Jacobian by "
         f"`jax.jacfwd` and an LU solve per iteration): {tp['_midpoint_failures']} of "
         f"{tp['ours_midpoint']['steps']} steps failed to converge with the default tolerances.",
-        "- `model.ode_term()` forms the velocity Hessian (n Hessian-vector products) and a dense "
-        "n×n solve at every stage; the separable-field Tsit5 row shows what Tsit5 costs with the "
-        "same force evaluations as the other methods (6 per step).",
+        "- `model.ode_term()` uses `M a = −∇V` for separable models (no Hessian); the "
+        "separable-field Tsit5 row is the same field written by hand (6 force evaluations per step).",
         "- The closed-form leapfrog shows the price of the generic compiled potential: "
-        "`jax.grad` of the vmapped network Lagrangian (node/edge gathers, scatter-add transposes) "
-        f"is {rate['leapfrog_hand'] / rate['leapfrog_grad']:.1f}× slower than the hand-written "
-        "FPU-β force on this chain.",
+        "`jax.grad` of the vmapped network Lagrangian is "
+        f"{rate['leapfrog_hand'] / rate['leapfrog_grad']:.1f}× slower than the hand-written "
+        "FPU-β force on this chain (contiguous index runs are taken with static slices, so no "
+        "gather/scatter-add remains on a chain; irregular graphs still use one gather per index "
+        "array).",
         "",
-        "Where the explicit path's time goes (profiled on this chain):",
+        "Where the explicit path's time goes:",
         "- `rollout` carries ∇V(q_b) into the next step, so the explicit path evaluates the "
         "potential gradient once per step, like the hand-written leapfrog (the public-`step` row "
-        "above, with two evaluations, is what the rollout cost before).",
-        "- What remains on top of the leapfrog in the compiled loop body is the per-step "
-        "finiteness check and status record (two `is_finite` reductions over n and an integer "
-        "add); mass, node times and inputs are hoisted or free.",
-        "- The force itself dominates: `jax.grad` of the compiled network potential lowers to "
-        "three XLA gathers (node reordering, edge senders, edge receivers) whose transposes are "
-        "scatter-adds. On this chain every index array is one or two contiguous runs; taking "
-        "them with static slices instead of gathers made ∇V as fast as the closed-form force "
-        "(~1.6 → ~0.16 µs per evaluation in a prototype), and a gather whose VJP is itself a "
-        "gather over padded incidence lists (no scatter) gave 1.2–1.7× for general graphs.",
+        "above evaluates it twice).",
+        "- Explicit steps cannot fail to converge, only produce non-finite values, which "
+        "propagate; they are checked once after the scan (per stored node, or the final node), "
+        "not per step — a per-step check cost about as much as the step itself here.",
         "",
         f"### Energy error at equal cost (T = {ec['span']:g})",
         "",

@@ -82,10 +82,15 @@ def check_status(value, status: SolveStatus, what: str, throw: bool):
     if np.any(failures > 0):
         first = np.asarray(status.first_failed_step)
         first_idx = int(first.reshape(-1)[np.argmax(failures.reshape(-1) > 0)])
+        where = (
+            f"at step {first_idx} ({int(failures.max())} failed step(s) in all)"
+            if first_idx >= 0
+            else "(the explicit path checks values once, at the end: run simulate(..., "
+            "throw=False) and read first_failed_step to locate the step)"
+        )
         raise ConvergenceError(
-            f"{what}: Newton failed to converge (or produced non-finite values) at step "
-            f"{first_idx} ({int(failures.max())} failed step(s) in all). Try a smaller dt or a "
-            "better initial guess; pass throw=False to get the partial trajectory."
+            f"{what}: Newton failed to converge (or produced non-finite values) {where}. Try a "
+            "smaller dt or a better initial guess; pass throw=False to get the partial trajectory."
         )
     return value
 
@@ -306,7 +311,8 @@ class VariationalIntegrator(eqx.Module):
                 p_b = p_b + kick(j, q_b)
             if accumulate is not None:
                 acc = jax.tree_util.tree_map(jnp.add, acc, accumulate(j, q, q_b, node_a, node_b))
-            status = status.record(j, ok)
+            if not self.explicit:
+                status = status.record(j, ok)
             out = (q_b, p_b) if save_trajectory else None
             return (j + 1, q_b, p_b, aux_b, acc, status), out
 
@@ -314,6 +320,8 @@ class VariationalIntegrator(eqx.Module):
         carry0 = (jnp.zeros((), jnp.int32), q0, p0, aux0, accumulator_init, SolveStatus.fresh())
         (_, q_n, p_n, _, acc, status), outs = jax.lax.scan(body, carry0, None, length=num_steps)
         qs, ps = outs if save_trajectory else (None, None)
+        if self.explicit:
+            status = _explicit_status(q_n, p_n, qs, ps)
         return q_n, p_n, acc, status, qs, ps
 
     # ------------------------------------------------------------ simulate
@@ -350,7 +358,12 @@ class VariationalIntegrator(eqx.Module):
         """Like `simulate` but keeps only the final node: returns `(q_N, p_N)` (O(1) memory)."""
         q0, v0, p0 = self._initial_state(params, q0, v0, p0, num_steps, inputs)
         us = self.node_inputs(num_steps, inputs, q0.dtype)
-        q_n, p_n, status = _final_state_jit(self, as_arrays(params), q0, v0, p0, us)
+        params = as_arrays(params)
+        q_n, p_n, status = _final_state_jit(self, params, q0, v0, p0, us)
+        if throw and self.explicit and not isinstance(status.num_failures, jax.core.Tracer):
+            if int(status.num_failures) > 0:  # locate the first bad step (only on failure)
+                traj = _simulate_jit(self, params, q0, v0, p0, us)
+                status = SolveStatus(traj.num_failures, traj.first_failed_step)
         return check_status((q_n, p_n), status, "final_state", throw)
 
     def _initial_state(self, params, q0, v0, p0, num_steps, inputs):
@@ -399,6 +412,23 @@ class VariationalIntegrator(eqx.Module):
             self, params, q_start, q_end, num_steps, inputs,
             cost=cost, beta=beta, q_guess=q_guess, throw=throw, **solver_options,
         )
+
+
+def _explicit_status(q_n, p_n, qs, ps) -> SolveStatus:
+    """Status of an explicit rollout, from its values after the scan.
+
+    An explicit step cannot fail to converge; it fails by producing non-finite values, which
+    then propagate to the end. Checking once after the scan (per node when the trajectory is
+    stored, else the final node) keeps the step loop as lean as a hand-written leapfrog: a
+    per-step check costs about as much as the step itself on small systems. Without a stored
+    trajectory the first bad step is not located (`first_failed_step = -1`).
+    """
+    if qs is not None:
+        bad = jnp.logical_not(jnp.all(jnp.isfinite(qs), axis=1) & jnp.all(jnp.isfinite(ps), axis=1))
+        first = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
+        return SolveStatus(jnp.sum(bad).astype(jnp.int32), first.astype(jnp.int32))
+    ok = jnp.all(jnp.isfinite(q_n)) & jnp.all(jnp.isfinite(p_n))
+    return SolveStatus(jnp.logical_not(ok).astype(jnp.int32), -jnp.ones((), jnp.int32))
 
 
 def as_arrays(tree):
