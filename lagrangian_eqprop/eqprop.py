@@ -372,13 +372,17 @@ def naive_estimate(
     runs = jax.vmap(lambda b: nudged_run(params, b))(betas)
     status = jax.tree_util.tree_map(jnp.max, runs.pop("status"))
     runs = check_status(runs, status, "naive estimator", throw)
-    loss = runs.pop("loss")
+    runs.pop("loss")  # ℒ is read from the free run below
     est = _contrast(runs, betas)
     grads = est["G"]
-    free = nudged_run(params, jnp.zeros((), q0.dtype))
+    zero = jnp.zeros((), q0.dtype)
     if correction:
-        final = lambda prm: (lambda r: (r["q_n"], r["p_n"]))(nudged_run(prm, jnp.zeros((), q0.dtype)))
-        dq_dtheta, dp_dtheta = jax.jacfwd(final)(params)
+        def final(prm):
+            run = nudged_run(prm, zero)
+            return (run["q_n"], run["p_n"]), run
+
+        # Forward sensitivities d_θ q_N, d_θ p_N (RTRL cost); the free run comes along as aux.
+        (dq_dtheta, dp_dtheta), free = jax.jacfwd(final, has_aux=True)(params)
         dbeta_q, dbeta_p = est["q_n"], est["p_n"]
         weight_q = dbeta_p + grad_cost(num_steps, free["q_n"])
 
@@ -386,7 +390,8 @@ def naive_estimate(
             return jnp.tensordot(weight_q, dq, axes=1) - jnp.tensordot(dbeta_q, dp, axes=1)
 
         grads = jax.tree_util.tree_map(jnp.add, grads, jax.tree_util.tree_map(boundary, dq_dtheta, dp_dtheta))
-    del loss
+    else:
+        free = nudged_run(params, zero)
     return GradientResult(params=grads, loss=free["loss"])
 
 
