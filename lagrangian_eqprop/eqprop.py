@@ -555,8 +555,7 @@ def echo_loss(
     """
     check_echo_exact(integ)
     validate_variant(variant)
-    if (v0 is None) == (p0 is None):
-        raise ValueError("Give exactly one of v0 (initial velocity) or p0 (initial momentum).")
+    _require_initial_velocity_or_momentum("echo", v0, p0)
     x0 = v0 if v0 is not None else p0
     q0 = _float_array(q0)
     dtype = q0.dtype
