@@ -43,9 +43,9 @@ for eq in lep.euler_lagrange_equations(model):
     print("  ", sympy.simplify(eq.lhs), "= 0")
 
 # The mass matrix diag(m, m r²) depends on r: not separable, so every step is an implicit
-# (Newton) step of the midpoint rule.
+# (Newton) step of the midpoint rule. Rules, root finders and estimators are objects.
 dt, num_steps = 0.02, 100
-integ = lep.VariationalIntegrator(model, dt, rule="midpoint")
+integ = lep.VariationalIntegrator(model, dt, rule=lep.Midpoint(), root_finder=lep.Newton(max_steps=20))
 
 student = {"m": jnp.asarray(1.0), "k": jnp.asarray(20.0), "l0": jnp.asarray(0.9)}
 teacher = {"m": jnp.asarray(1.0), "k": jnp.asarray(30.0), "l0": jnp.asarray(1.0)}
@@ -54,7 +54,7 @@ teacher = {"m": jnp.asarray(1.0), "k": jnp.asarray(30.0), "l0": jnp.asarray(1.0)
 q0, v0 = jnp.array([1.1, 0.4]), jnp.zeros(2)
 target = integ.simulate(teacher, q0, v0, num_steps).q
 cost = lep.TrackingCost(target, (0, 1), weight=1.0 / num_steps)
-echo = jax.jit(lambda p: lep.eqprop_gradient(integ, p, cost, method="echo", beta=1e-3, q0=q0, v0=v0,
+echo = jax.jit(lambda p: lep.eqprop_gradient(integ, p, cost, method=lep.Echo(beta=1e-3), q0=q0, v0=v0,
                                              num_steps=num_steps))(student)
 bptt = jax.jit(lambda p: lep.bptt_gradient(integ, p, cost, q0=q0, v0=v0, num_steps=num_steps))(student)
 agreement = gradient_agreement(echo, bptt)["all"]
@@ -94,8 +94,8 @@ task = Task(
     parameter_units={"k": "N/m", "l0": "m"},
     loss_unit="m² and rad² (mixed)",
 )
-config = TrainConfig(estimator="echo", reference="bptt", epochs=40, batch_size=6, learning_rate=0.05,
-                     beta=1e-3, probe_every=10)
+config = TrainConfig(estimator=lep.Echo(beta=1e-3), reference=lep.BPTT(), epochs=40, batch_size=6,
+                     learning_rate=0.05, probe_every=10)
 out_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/examples/elastic_pendulum"
 result = Trainer(config, task=task).fit(out_dir, resume=True)
 print()

@@ -10,8 +10,11 @@
     lagrangian-eqprop resume runs/sysid --epochs 80
 
 The CLI computes in float64 (it enables `jax_enable_x64`; the library itself never does).
-Exit status: 0 on success, 1 when training or a solve fails, 2 for invalid input, 130 when
-interrupted (the last checkpoint is kept; continue with `resume`).
+JAX and SymPy are imported only when a command needs them, so `--help` is instant.
+
+Exit status: 0 on success, 1 when a run or a solve fails, 2 for invalid input (bad values,
+unknown names, unreadable files), 130 when interrupted (the last checkpoint is kept; continue
+with `resume`). User-caused failures print one `error:` line, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import os
 import sys
 import time
 
-__all__ = ["main"]
+from ._names import ESTIMATOR_NAMES, OPTIMIZER_NAMES, RULE_NAMES, VARIANT_NAMES
 
-_SYSTEM_OPTION_HELP = "factory option of the system, e.g. --set n=8 (repeatable)"
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _enable_float64() -> None:
@@ -44,7 +49,7 @@ def _parse_value(text: str):
 
 
 def _parse_assignments(items, what: str) -> dict:
-    from .tasks import ConfigError
+    from .errors import ConfigError
 
     out = {}
     for item in items or ():
@@ -67,44 +72,47 @@ def _default_out(prefix: str) -> str:
 
 def _system(name: str, options: dict):
     from . import systems
-    from .tasks import ConfigError
+    from .errors import ConfigError, LagrangianEqPropError
 
     try:
         return systems.get(name, **options)
-    except TypeError as err:  # an unknown factory keyword
-        import inspect
+    except LagrangianEqPropError:
+        raise
+    except (TypeError, ValueError, ArithmeticError) as err:  # an option value the factory cannot use
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise ConfigError(f"system {name}: cannot build it with {shown} ({type(err).__name__}: {err}).") from None
 
-        names = list(inspect.signature(systems._REGISTRY[name]).parameters)
-        raise ConfigError(f"system {name}: {err}; valid options: {', '.join(names)}") from None
+
+def _integrator(system, args):
+    from ._integrate import VariationalIntegrator
+
+    return VariationalIntegrator(system.model, args.dt, rule=args.rule)
 
 
 # ================================================================================ list
 def _cmd_list(args) -> int:
     from . import systems
-    from .tasks import _REGISTRY, available_tasks
+    from .tasks import available_tasks, task_description
 
     print("Systems (lagrangian-eqprop show|simulate|gradcheck SYSTEM):")
     for name in systems.available():
-        doc = (systems._REGISTRY[name].__doc__ or "").strip().splitlines()
-        print(f"  {name:<28} {doc[0] if doc else ''}")
+        print(f"  {name:<28} {systems.describe(name)}")
     print()
     print("Tasks (lagrangian-eqprop train TASK):")
     for name in available_tasks():
-        doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()
         flag = "  [flagship, default]" if name == "tracking" else ""
-        print(f"  {name:<28} {doc[0] if doc else ''}{flag}")
+        print(f"  {name:<28} {task_description(name)}{flag}")
     print()
-    from .training import ESTIMATORS
-
-    print(f"Estimators (train --estimator): {', '.join(ESTIMATORS)}")
-    return 0
+    print(f"Estimators (train --estimator): {', '.join(ESTIMATOR_NAMES)}")
+    print(f"Rules (--rule): {', '.join(RULE_NAMES)}")
+    return EXIT_OK
 
 
 # ================================================================================ show
 def _cmd_show(args) -> int:
     import sympy
 
-    from .symbolic import euler_lagrange_equations, lagrangian_expression
+    from ._symbolic import euler_lagrange_equations, lagrangian_expression
 
     system = _system(args.system, _parse_assignments(args.set, "--set"))
     model = system.model
@@ -130,42 +138,29 @@ def _cmd_show(args) -> int:
     print(f"L = {sympy.latex(L)}")
     for eq in equations:
         print(sympy.latex(eq))
-    return 0
+    return EXIT_OK
 
 
 # ============================================================================ simulate
-def _energy_series(integ, params, traj, us):
-    import jax
-
-    model = integ.model
-
-    def energy(q, p, t, u):
-        v = integ.velocity_estimate(params, q, p, t, u)
-        return model.energy(q, v, t, params, u)
-
-    return jax.vmap(energy)(traj.q, traj.p, traj.t, us)
-
-
 def _cmd_simulate(args) -> int:
     import equinox as eqx
-    import jax.numpy as jnp
     import numpy as np
 
-    from .integrate import VariationalIntegrator
+    from ._solution import check_solution
     from .plotting import plot_simulation
 
     system = _system(args.system, _parse_assignments(args.set, "--set"))
     model = system.model
-    integ = VariationalIntegrator(model, args.dt, rule=args.rule)
+    integ = _integrator(system, args)
     t0 = time.perf_counter()
 
     @eqx.filter_jit
     def run(params, q0, v0):
-        traj = integ.simulate(params, q0, v0, args.steps)
-        us = jnp.zeros((args.steps + 1, model.num_inputs), traj.q.dtype)
-        return traj, _energy_series(integ, params, traj, us)
+        traj = integ.simulate(params, q0, v0, args.steps, throw=False)
+        return traj, integ.energies(params, traj)
 
     traj, energy = run(system.params, system.q0, system.v0)
+    check_solution(traj, traj.result, traj.stats, what=f"simulate {args.system} ({integ.describe()}, dt={args.dt})")
     energy = np.asarray(energy)
     elapsed = time.perf_counter() - t0
     out = args.out or _default_out(f"simulate-{args.system}")
@@ -181,14 +176,14 @@ def _cmd_simulate(args) -> int:
     print(f"max relative energy error: {drift:.2e}" + ("" if model.force_fn is None else " (the system has a non-conservative force)"))
     print(f"trajectory: {os.path.join(out, 'trajectory.npz')}")
     print(f"plot:       {plot}")
-    return 0
+    return EXIT_OK
 
 
 # ================================================================================ train
 def _train_config(args):
     import tomllib
 
-    from .tasks import ConfigError
+    from .errors import ConfigError
     from .training import TrainConfig
 
     data = {}
@@ -198,6 +193,8 @@ def _train_config(args):
                 data = tomllib.load(handle)
         except FileNotFoundError:
             raise ConfigError(f"--config: no such file {args.config!r}.") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"--config {args.config}: unreadable ({err}).") from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"--config {args.config}: invalid TOML ({err}).") from None
     flags = {"task": args.task, "estimator": args.estimator, "reference": args.reference, "beta": args.beta,
@@ -220,72 +217,72 @@ def _report(result) -> None:
         print(f"\nheld-out accuracy ({result.runs[0]}): {last.get('test_accuracy', float('nan')):.1%} "
               f"(chance {1 / len(result.task.classes):.1%})")
     if result.out_dir is not None:
-        print(f"\nRun folder: {result.out_dir}  (config.json, metrics.jsonl, checkpoint.npz, params.json, summary.json)")
+        print(f"\nRun folder: {result.out_dir}  (config.json, metrics.jsonl, checkpoint.eqx, params.json, summary.json)")
         if result.plots:
             print("Plots:")
             for name, path in result.plots.items():
                 print(f"  {name:<13} {path}")
 
 
-def _run_training(make_result, out_dir) -> int:
-    from .training import TrainingError
-
-    t0 = time.perf_counter()
-    try:
-        result = make_result()
-    except TrainingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+def _run_training(make_result, out_dir, started: float) -> int:
+    result = make_result()
     if not result.completed:
         print(f"\ninterrupted after epoch {result.final()['epoch']}; the last checkpoint is kept. Continue with:\n"
               f"  lagrangian-eqprop resume {out_dir}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     _report(result)
-    print(f"total wall time: {time.perf_counter() - t0:.1f} s")
-    return 0
+    print(f"total wall time: {time.perf_counter() - started:.1f} s (this command, start-up and data included)")
+    return EXIT_OK
 
 
 def _cmd_train(args) -> int:
     from .training import Trainer
 
     config = _train_config(args)
-    t0 = time.perf_counter()
     trainer = Trainer(config)
     cfg = trainer.config
-    out = args.out or _default_out(f"{cfg.task}-{cfg.estimator}")
+    out = args.out or _default_out(f"{cfg.task}-{trainer.runs[0]}")
     print(f"task {cfg.task}: {trainer.task.description}")
-    print(f"estimators: {' and '.join(trainer.runs)} (side by side, same initial parameters and batches); "
-          f"{cfg.epochs} epochs × {trainer.num_batches} batch(es) of {trainer.batch_size}; "
-          f"{cfg.optimizer} lr={cfg.learning_rate:g}; β={cfg.beta:g} ({cfg.variant}); seed {cfg.seed}")
+    print(f"estimators: {' and '.join(e.describe() for e in trainer.estimators.values())} (side by side, same "
+          f"initial parameters and batches); {cfg.epochs} epochs × {trainer.num_batches} batch(es) of "
+          f"{trainer.batch_size}; {cfg.optimizer} lr={cfg.learning_rate:g}; seed {cfg.seed}")
     print(f"trained parameters: {', '.join(f'{k} ({v})' for k, v in trainer.constraints.items())}; "
-          f"data generated in {time.perf_counter() - t0:.1f} s; writing to {out}")
-    return _run_training(lambda: trainer.fit(out, progress=not args.no_progress, plots=not args.no_plots), out)
+          f"set up in {time.perf_counter() - args.started:.1f} s; writing to {out}")
+    return _run_training(lambda: trainer.fit(out, progress=not args.no_progress, plots=not args.no_plots), out,
+                         args.started)
 
 
 def _cmd_resume(args) -> int:
+    import warnings
+
     from .training import read_config, resume
 
     config = read_config(args.dir)  # fails early with a clear message
-    print(f"resuming {args.dir}: task {config.task}, estimator {config.estimator}, "
+    print(f"resuming {args.dir}: task {config.task}, estimator {config.run_names()[0]}, "
           f"to epoch {args.epochs or config.epochs}")
-    return _run_training(lambda: resume(args.dir, epochs=args.epochs, progress=not args.no_progress,
-                                        plots=not args.no_plots), args.dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        def run():
+            return resume(args.dir, epochs=args.epochs, progress=not args.no_progress, plots=not args.no_plots)
+
+        code = _run_training(run, args.dir, args.started)
+    for warning in caught:
+        print(f"note: {warning.message}", file=sys.stderr)
+    return code
 
 
 # ============================================================================ gradcheck
 def _cmd_gradcheck(args) -> int:
-    import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from .costs import TrackingCost
+    from ._costs import TrackingCost
     from .diagnostics import agreement_sweep, format_agreement_report
-    from .errors import EstimatorError
-    from .integrate import VariationalIntegrator
 
     system = _system(args.system, _parse_assignments(args.set, "--set"))
     model, params = system.model, system.params
-    integ = VariationalIntegrator(model, args.dt, rule=args.rule)
+    integ = _integrator(system, args)
     N = args.steps
     inputs = None
     if model.num_inputs:
@@ -302,12 +299,8 @@ def _cmd_gradcheck(args) -> int:
         problem.update(q_start=free[0], q_end=free[-1])
     print(f"{args.system}: {N} steps of {args.dt} s ({args.rule} rule); cost: tracking the motion of the same "
           "system with its parameters perturbed by ~10%, all coordinates")
-    try:
-        sweep = agreement_sweep(integ, params, cost, betas=args.betas, methods=args.methods,
-                                variants=args.variants, **problem)
-    except EstimatorError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    sweep = agreement_sweep(integ, params, cost, betas=args.betas, methods=args.methods,
+                            variants=args.variants, **problem)
     print(format_agreement_report(sweep))
     if args.out:
         from .plotting import plot_agreement
@@ -318,42 +311,79 @@ def _cmd_gradcheck(args) -> int:
         path = plot_agreement(sweep, os.path.join(args.out, "agreement.png"),
                               title=f"{args.system}: EqProp vs exact gradient")
         print(f"\nreport: {os.path.join(args.out, 'report.txt')}\nplot:   {path}")
-    return 0
+    return EXIT_OK
 
 
 # ================================================================================ parser
-def build_parser() -> argparse.ArgumentParser:
-    from .training import ESTIMATORS, OPTIMIZERS
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def _shared_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Flags shared by several commands, defined once (argparse parents)."""
+    system = argparse.ArgumentParser(add_help=False)
+    system.add_argument("system", help="a catalog system (see `lagrangian-eqprop list`)")
+    system.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="factory option of the system, e.g. --set n=8 (repeatable)")
+
+    def stepping(steps: int, dt: float) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--steps", type=_positive_int, default=steps, help=f"number of steps N (default {steps})")
+        parser.add_argument("--dt", type=_positive_float, default=dt, help=f"time step h in s (default {dt})")
+        parser.add_argument("--rule", default="trapezoid", choices=RULE_NAMES,
+                            help="discrete Lagrangian (default trapezoid: explicit Störmer–Verlet when L = ½vᵀMv − V)")
+        return parser
+
+    run = argparse.ArgumentParser(add_help=False)
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return {"system": system, "simulate": stepping(1000, 0.01), "gradcheck": stepping(200, 0.02), "run": run}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (no heavy import: building it is instant)."""
     parser = argparse.ArgumentParser(
         prog="lagrangian-eqprop",
         description="Lagrangian mechanics and least-action learning (time-dependent Equilibrium Propagation).",
+        epilog="Exit status: 0 ok, 1 run failed, 2 bad input, 130 interrupted.",
     )
+    shared = _shared_parsers()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("list", help="list the systems and tasks")
+    sub.add_parser("list", help="list the systems, tasks, estimators and rules")
 
-    p = sub.add_parser("show", help="print a system's Lagrangian and Euler–Lagrange equations (pretty and LaTeX)")
-    p.add_argument("system")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=_SYSTEM_OPTION_HELP)
+    p = sub.add_parser("show", parents=[shared["system"]],
+                       help="print a system's Lagrangian and Euler–Lagrange equations (pretty and LaTeX)")
     p.add_argument("--latex-only", action="store_true", help="print only the LaTeX forms")
 
-    p = sub.add_parser("simulate", help="simulate a system; save the trajectory and a trajectory + energy plot")
-    p.add_argument("system")
-    p.add_argument("--steps", type=int, default=1000, help="number of steps N (default 1000)")
-    p.add_argument("--dt", type=float, default=0.01, help="time step h in s (default 0.01)")
-    p.add_argument("--rule", default="trapezoid", choices=("midpoint", "trapezoid", "galerkin"),
-                   help="discrete Lagrangian (default trapezoid: explicit Störmer–Verlet when L = ½vᵀMv − V)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=_SYSTEM_OPTION_HELP)
+    p = sub.add_parser("simulate", parents=[shared["system"], shared["simulate"]],
+                       help="simulate a system; save the trajectory and a trajectory + energy plot")
     p.add_argument("--out", help="output folder (default runs/simulate-SYSTEM-<time>)")
 
-    p = sub.add_parser("train", help="train a task (default: the flagship tracking task, echo vs BPTT)")
-    p.add_argument("task", nargs="?", help="task name (default: tracking, or the config file's)")
-    p.add_argument("--estimator", help=f"gradient estimator: {', '.join(ESTIMATORS)} (default echo)")
+    p = sub.add_parser("train", parents=[shared["run"]],
+                       help="train a task (default: the flagship tracking task, echo vs BPTT)")
+    p.add_argument("task", nargs="?", help="task name (default: tracking, or the config file's; see `list`)")
+    p.add_argument("--estimator", help=f"gradient estimator: {', '.join(ESTIMATOR_NAMES)} (default echo)")
     p.add_argument("--reference", help="estimator trained side by side for comparison (default bptt; 'none' to skip)")
     p.add_argument("--beta", type=float, help="nudging strength β (default: the task's, 1e-3)")
-    p.add_argument("--variant", help="EqProp variant: centered, positive, negative (default centered)")
-    p.add_argument("--optimizer", help=f"optax optimiser: {', '.join(OPTIMIZERS)} (default adam)")
+    p.add_argument("--variant", help=f"EqProp variant: {', '.join(VARIANT_NAMES)} (default centered)")
+    p.add_argument("--optimizer", help=f"optax optimiser: {', '.join(OPTIMIZER_NAMES)} (default adam)")
     p.add_argument("--lr", type=float, help="learning rate (default: the task's)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the task's)")
     p.add_argument("--batch-size", type=int, help="samples per batch (default: the task's)")
@@ -362,28 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file with any of these keys and a [task_options] table")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="task option, e.g. --set num_train=16")
     p.add_argument("--out", help="run folder (default runs/TASK-ESTIMATOR-<time>)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
-    p = sub.add_parser("gradcheck", help="agreement of EqProp gradients with BPTT over a sweep of β")
-    p.add_argument("system")
-    p.add_argument("--steps", type=int, default=200, help="number of steps N (default 200)")
-    p.add_argument("--dt", type=float, default=0.02, help="time step h in s (default 0.02)")
-    p.add_argument("--rule", default="trapezoid", choices=("midpoint", "trapezoid", "galerkin"),
-                   help="discrete Lagrangian (default trapezoid: explicit Störmer–Verlet when L = ½vᵀMv − V)")
+    p = sub.add_parser("gradcheck", parents=[shared["system"], shared["gradcheck"]],
+                       help="agreement of EqProp gradients with BPTT over a sweep of β")
     p.add_argument("--betas", type=float, nargs="+", default=[1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5, 1e-6])
     p.add_argument("--methods", nargs="+", default=["echo"], choices=("echo", "bvp", "naive"))
-    p.add_argument("--variants", nargs="+", default=["centered", "positive"],
-                   choices=("centered", "positive", "negative"))
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=_SYSTEM_OPTION_HELP)
+    p.add_argument("--variants", nargs="+", default=["centered", "positive"], choices=VARIANT_NAMES)
     p.add_argument("--seed", type=int, default=0, help="seed of the target's parameter perturbation")
     p.add_argument("--out", help="folder for report.txt and agreement.png")
 
-    p = sub.add_parser("resume", help="continue an interrupted (or extend a finished) training run")
+    p = sub.add_parser("resume", parents=[shared["run"]],
+                       help="continue an interrupted (or extend a finished) training run")
     p.add_argument("dir", help="run folder written by `train`")
     p.add_argument("--epochs", type=int, help="train up to this many epochs (default: the run's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return parser
 
 
@@ -393,26 +414,28 @@ _COMMANDS = {"list": _cmd_list, "show": _cmd_show, "simulate": _cmd_simulate, "t
 
 def main(argv=None) -> int:
     """Entry point of the `lagrangian-eqprop` script. **Returns:** the exit status."""
+    started = time.perf_counter()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse: --help (0) or a usage error (2)
+        return int(stop.code or 0)
     if args.command is None:
         parser.print_help()
-        return 0
-    _enable_float64()
-    from .errors import ConvergenceError, EstimatorError, LagrangianError
-    from .training import TrainingError
+        return EXIT_OK
+    args.started = started
+    from .errors import LagrangianEqPropError
 
     try:
+        _enable_float64()
         return _COMMANDS[args.command](args)
-    except (ValueError, LagrangianError, EstimatorError) as err:  # ConfigError is a ValueError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (TrainingError, ConvergenceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except LagrangianEqPropError as err:
+        # The library's hint about `throw=False` is for Python callers, not for this command.
+        print(f"error: {str(err).split(' Pass throw=False')[0]}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,13 +23,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from .baselines import bptt_gradient, implicit_gradient
-from .eqprop import METHODS, VARIANTS, GradientResult, eqprop_gradient
+from ._contrasts import VARIANTS, as_contrast
+from ._estimators import AbstractEqProp, as_estimator, run_estimator
+from ._references import BPTT, Implicit
+from ._solution import GradientResult
 from .errors import EstimatorError
-from .integrate import VariationalIntegrator
-from .model import Params
+
+__all__ = ["AgreementSweep", "SlopeFit", "agreement_sweep", "fit_error_slope", "format_agreement_report",
+           "gradient_agreement"]
 
 METRICS = ("cosine", "norm_ratio", "max_rel_error")
 ALL = "all"
@@ -37,7 +41,6 @@ ALL = "all"
 # Problem keyword arguments each family of estimators accepts.
 _IVP_KEYS = ("q0", "v0", "p0", "num_steps", "inputs")
 _BVP_KEYS = ("q_start", "q_end", "num_steps", "inputs")
-_EXPECTED_SLOPE = {"centered": 2.0, "positive": 1.0, "negative": 1.0}
 
 
 # --------------------------------------------------------------------- agreement
@@ -224,7 +227,7 @@ class AgreementSweep:
     @staticmethod
     def expected_slope(variant: str) -> float:
         """2 for `"centered"`, 1 for the one-sided variants."""
-        return _EXPECTED_SLOPE[variant]
+        return as_contrast(variant).expected_slope
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat records `{method, variant, beta, name, cosine, norm_ratio, max_rel_error}`."""
@@ -238,42 +241,41 @@ class AgreementSweep:
         return out
 
 
-def _problem_for(method: str, problem: dict) -> dict:
-    keys = _BVP_KEYS if method == "bvp" else _IVP_KEYS
+def _problem_for(kind: str, problem: dict) -> dict:
+    keys = _BVP_KEYS if kind == "boundary" else _IVP_KEYS
     return {k: v for k, v in problem.items() if k in keys}
 
 
-def _reference_kind(method: str) -> str:
-    return "implicit" if method == "bvp" else "bptt"
+def _reference_estimator(estimator) -> object:
+    return Implicit() if estimator.problem_kind == "boundary" else BPTT()
 
 
-def _compute_reference(kind, integ, params, cost, problem, jit):
-    if kind == "implicit":
-        fn, kw = implicit_gradient, _problem_for("bvp", problem)
-    else:
-        fn, kw = bptt_gradient, _problem_for("echo", problem)
-
-    def reference(prm):
-        return fn(integ, prm, cost, **kw)
-
-    return (jax.jit(reference) if jit else reference)(params)
+def _compute_reference(reference_estimator, integ, params, cost, problem):
+    kw = _problem_for(reference_estimator.problem_kind, problem)
+    return run_estimator(reference_estimator, integ, params, cost, **kw).params
 
 
-def _is_per_method(reference) -> bool:
-    return (
-        isinstance(reference, Mapping)
-        and len(reference) > 0
-        and all(k in METHODS for k in reference)
-        and all(isinstance(v, Mapping) for v in reference.values())
-    )
+def _estimators(methods, variants) -> list:
+    """`[(method name, variant name, estimator object)]` to sweep."""
+    out = []
+    for method in methods:
+        if isinstance(method, AbstractEqProp):
+            out.append((method.name, method.contrast.name, method))
+            continue
+        for variant in variants:
+            estimator = as_estimator(method, variant=variant)
+            if not isinstance(estimator, AbstractEqProp):
+                raise EstimatorError(f"method {method!r} is not an EqProp estimator; it has no β to sweep.")
+            out.append((estimator.name, variant, estimator))
+    return out
 
 
 def agreement_sweep(
-    integ: VariationalIntegrator,
-    params: Params,
+    integ,
+    params,
     cost,
     betas: Sequence[float],
-    methods: Sequence[str] = ("echo",),
+    methods: Sequence = ("echo",),
     variants: Sequence[str] = ("centered", "positive", "negative"),
     reference=None,
     *,
@@ -283,35 +285,35 @@ def agreement_sweep(
 ) -> AgreementSweep:
     """Agreement of EqProp estimators with the exact gradient over a sweep of `β`.
 
-    The reference is computed once per kind: BPTT through the same integrator
-    (`bptt_gradient`) for `"echo"` and `"naive"`, the implicit-function-theorem gradient
-    (`implicit_gradient`) for `"bvp"`.
+    The reference is computed once per kind: BPTT through the same integrator for
+    initial-value estimators (`Echo`, `Naive`), the implicit-function-theorem gradient for the
+    fixed-endpoint one (`FixedEndpoints`).
 
     **Arguments:**
     - `integ`, `params`, `cost`: as in `eqprop_gradient`.
     - `betas`: nudging strengths (non-zero), e.g. `np.logspace(-1, -6, 11)`.
-    - `methods`: any of `"echo"`, `"bvp"`, `"naive"`.
-    - `variants`: any of `"centered"`, `"positive"`, `"negative"`.
+    - `methods`: estimator names (`"echo"`, `"bvp"`, `"naive"`), each swept over `variants`,
+      and/or EqProp estimator objects (`lep.Echo(variant="positive")`; their own variant, their
+      `beta` replaced by each of `betas`).
+    - `variants`: any of `"centered"`, `"positive"`, `"negative"` (for names).
     - `reference`: `None` (computed), a gradient dict used for every method, or
-      `{method: gradient dict}`.
-    - `jit`: compile the reference and each (method, variant) estimator once, with `β` traced
-      (default), instead of running them eagerly (op by op) for every `β`.
+      `{method name: gradient dict}`.
+    - `jit`: compile each estimator once with `β` traced (default), instead of running it
+      eagerly for every `β`.
     - `fit_options`: keyword arguments for `fit_error_slope` (`min_local_slope`,
       `min_slope_fraction`, `floor`, `ceiling`).
     - `**problem`: the problem data — `q0`, `v0` or `p0`, `num_steps`, `inputs` for the
       initial-value methods; `q_start`, `q_end`, `num_steps`, `inputs` for `"bvp"` (pass both
       sets when sweeping both kinds; each method takes the keys it needs).
 
+    A `β` at which a solve fails (e.g. the nudge is too strong) gives NaN metrics there.
+
     **Returns:** an `AgreementSweep`.
     """
-    methods = tuple(methods)
-    variants = tuple(variants)
-    for m in methods:
-        if m not in METHODS:
-            raise EstimatorError(f"Unknown method {m!r}; choose one of {', '.join(METHODS)}.")
     for v in variants:
         if v not in VARIANTS:
             raise EstimatorError(f"Unknown variant {v!r}; choose one of {', '.join(VARIANTS)}.")
+    swept = _estimators(tuple(methods), tuple(variants))
     betas = np.asarray(betas, dtype=np.float64).ravel()
     if betas.size == 0 or not np.all(np.isfinite(betas)) or np.any(betas == 0):
         raise EstimatorError(f"betas must be non-empty, finite and non-zero, got {betas!r}.")
@@ -319,51 +321,57 @@ def agreement_sweep(
         raise EstimatorError("agreement_sweep needs num_steps (and the problem's initial or boundary data).")
 
     references, kinds, cache = {}, {}, {}
-    for m in methods:
-        if reference is None:
-            kind = _reference_kind(m)
-            if kind not in cache:
-                cache[kind] = _compute_reference(kind, integ, params, cost, problem, jit)
-            references[m], kinds[m] = cache[kind], kind
-        elif _is_per_method(reference):
-            if m in reference:
-                references[m], kinds[m] = reference[m], "given"
-            else:
-                kind = _reference_kind(m)
-                if kind not in cache:
-                    cache[kind] = _compute_reference(kind, integ, params, cost, problem, jit)
-                references[m], kinds[m] = cache[kind], kind
-        else:
-            references[m], kinds[m] = reference, "given"
+    for name, _, estimator in swept:
+        if name in references:
+            continue
+        given = reference.get(name) if _is_per_method(reference) else reference
+        if given is not None:
+            references[name], kinds[name] = given, "given"
+            continue
+        ref = _reference_estimator(estimator)
+        if ref.name not in cache:
+            cache[ref.name] = _compute_reference(ref, integ, params, cost, problem)
+        references[name], kinds[name] = cache[ref.name], ref.name
     references = {m: _as_gradient_dict(r, "reference") for m, r in references.items()}
-    first = references[methods[0]] if methods else {}
+    method_names = tuple(dict.fromkeys(name for name, _, _ in swept))
+    first = references[method_names[0]] if method_names else {}
     dtype = next(iter(first.values())).dtype if first else np.float64
     eps = float(np.finfo(dtype).eps)
     names = tuple(sorted(first)) + (ALL,)
 
     metrics, slopes, floors = {}, {}, {}
-    for m in methods:
-        kw = _problem_for(m, problem)
-        for v in variants:
+    for name, variant, estimator in swept:
+        kw = _problem_for(estimator.problem_kind, problem)
 
-            def estimate(beta, m=m, v=v, kw=kw):
-                return eqprop_gradient(integ, params, cost, method=m, beta=beta, variant=v, **kw)
+        def estimate(beta, estimator=estimator, kw=kw):
+            out = run_estimator(estimator.with_beta(beta), integ, params, cost, throw=False, **kw)
+            ok = out.result._value == 0
+            return jax.tree_util.tree_map(lambda g: jnp.where(ok, g, jnp.nan), out.params)
 
-            fn = jax.jit(estimate) if jit else estimate
-            per_name = {n: {k: np.empty(betas.shape) for k in METRICS} for n in names}
-            for b, beta in enumerate(betas):
-                arg = np.asarray(beta, dtype=dtype) if jit else float(beta)
-                agreement = gradient_agreement(fn(arg), references[m])
-                for n in names:
-                    for k in METRICS:
-                        per_name[n][k][b] = agreement[n][k]
-            metrics[(m, v)] = per_name
-            fit = fit_error_slope(betas, per_name[ALL]["max_rel_error"], **dict(fit_options or {}))
-            slopes[(m, v)] = fit
-            floors[(m, v)] = _floor_constant(betas, per_name[ALL]["max_rel_error"], fit, eps)
+        fn = jax.jit(estimate) if jit else estimate
+        per_name = {n: {k: np.empty(betas.shape) for k in METRICS} for n in names}
+        for b, beta in enumerate(betas):
+            arg = np.asarray(beta, dtype=dtype) if jit else float(beta)
+            agreement = gradient_agreement(fn(arg), references[name])
+            for n in names:
+                for k in METRICS:
+                    per_name[n][k][b] = agreement[n][k]
+        metrics[(name, variant)] = per_name
+        fit = fit_error_slope(betas, per_name[ALL]["max_rel_error"], **dict(fit_options or {}))
+        slopes[(name, variant)] = fit
+        floors[(name, variant)] = _floor_constant(betas, per_name[ALL]["max_rel_error"], fit, eps)
     return AgreementSweep(
-        betas=betas, methods=methods, variants=variants, names=names, metrics=metrics,
-        slopes=slopes, references=references, reference_kinds=kinds, eps=eps, floor_constants=floors,
+        betas=betas, methods=method_names, variants=tuple(dict.fromkeys(v for _, v, _ in swept)), names=names,
+        metrics=metrics, slopes=slopes, references=references, reference_kinds=kinds, eps=eps,
+        floor_constants=floors,
+    )
+
+
+def _is_per_method(reference) -> bool:
+    return (
+        isinstance(reference, Mapping)
+        and len(reference) > 0
+        and all(isinstance(v, Mapping) for v in reference.values())
     )
 
 

@@ -32,6 +32,7 @@ from .pendula import double_pendulum, pendulum_chain
 __all__ = [
     "System",
     "available",
+    "describe",
     "caldirola_kanai_oscillator",
     "damped_oscillator",
     "double_pendulum",
@@ -43,6 +44,7 @@ __all__ = [
     "make_system",
     "mass_spring_chain",
     "mass_spring_network",
+    "options",
     "pendulum_chain",
     "random_graph",
 ]
@@ -65,6 +67,28 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def describe(name: str) -> str:
+    """The first line of a registered system's docstring."""
+    lines = (_factory(name).__doc__ or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def options(name: str) -> list[str]:
+    """The keyword options of a registered system's factory."""
+    import inspect
+
+    return list(inspect.signature(_factory(name)).parameters)
+
+
+def _factory(name: str) -> Callable[..., System]:
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise LagrangianError(
+            f"unknown system {name!r}; available systems: {', '.join(available())}"
+        ) from None
+
+
 def get(name: str, **kwargs) -> System:
     """Build the named system.
 
@@ -76,10 +100,9 @@ def get(name: str, **kwargs) -> System:
 
     **Raises:** `LagrangianError` (a `ValueError`) listing the valid names for an unknown name.
     """
-    try:
-        factory = _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise LagrangianError(
-            f"unknown system {name!r}; available systems: {', '.join(available())}"
-        ) from None
+    factory = _factory(name)
+    unknown = sorted(set(kwargs) - set(options(name)))
+    if unknown:
+        raise LagrangianError(f"system {name}: unknown option(s) {', '.join(unknown)}; valid options: "
+                              f"{', '.join(options(name))}")
     return factory(**kwargs)

@@ -7,7 +7,8 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from lagrangian_eqprop.model import LagrangianModel
+from lagrangian_eqprop import LagrangianModel
+from lagrangian_eqprop.errors import LagrangianError
 
 
 class System(NamedTuple):
@@ -28,6 +29,13 @@ class System(NamedTuple):
     v0: Any
 
 
+def one_hot(size: int, index: int) -> np.ndarray:
+    """A gain vector that routes an input to one node: zeros of length `size`, 1 at `index`."""
+    gain = np.zeros(size)
+    gain[index] = 1.0
+    return gain
+
+
 def make_system(model: LagrangianModel, params: dict, q0, v0) -> System:
     """Build a `System`, converting defaults to JAX arrays of the default float dtype and
     checking them against the model's declared shapes."""
@@ -38,7 +46,7 @@ def make_system(model: LagrangianModel, params: dict, q0, v0) -> System:
         arrays[name] = value
     extra = set(params) - set(model.parameter_shapes)
     if extra:
-        raise ValueError(f"default parameters {sorted(extra)} are not parameters of the model")
+        raise LagrangianError(f"default parameters {sorted(extra)} are not parameters of the model")
     q0 = jnp.asarray(np.asarray(q0, dtype=float).reshape(model.num_dof), dtype=float)
     v0 = jnp.asarray(np.asarray(v0, dtype=float).reshape(model.num_dof), dtype=float)
     return System(model, arrays, q0, v0)

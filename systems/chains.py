@@ -13,9 +13,9 @@ import numpy as np
 import sympy
 
 from lagrangian_eqprop.errors import LagrangianError
-from lagrangian_eqprop.symbolic import EdgeTerm, NodeTerm, compile_network
+from lagrangian_eqprop import EdgeTerm, NodeTerm, compile_network
 
-from ._system import System, make_system
+from ._system import System, make_system, one_hot
 
 _t = sympy.Symbol("t")
 
@@ -109,9 +109,7 @@ def mass_spring_chain(
     if nonlinear:
         params["beta"] = beta
     if input_mass is not None:
-        gain = np.zeros(num_nodes)
-        gain[input_mass] = 1.0
-        params["b"] = gain
+        params["b"] = one_hot(num_nodes, input_mass)
     rest = a * np.arange(n)
     if left or right:
         mode = np.sin(np.pi * (np.arange(n) + 1) / (n + 1))

@@ -12,7 +12,7 @@ import numpy as np
 import sympy
 
 from lagrangian_eqprop.errors import LagrangianError
-from lagrangian_eqprop.symbolic import EdgeTerm, NodeTerm, compile_network
+from lagrangian_eqprop import EdgeTerm, NodeTerm, compile_network
 
 from ._system import System, make_system
 

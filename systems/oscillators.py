@@ -8,7 +8,7 @@ from __future__ import annotations
 import sympy
 from sympy.physics.mechanics import dynamicsymbols
 
-from lagrangian_eqprop.symbolic import compile_lagrangian
+from lagrangian_eqprop import compile_lagrangian
 
 from ._system import System, make_system
 

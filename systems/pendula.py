@@ -8,9 +8,9 @@ import sympy
 from sympy.physics.mechanics import dynamicsymbols
 
 from lagrangian_eqprop.errors import LagrangianError
-from lagrangian_eqprop.symbolic import EdgeTerm, NodeTerm, compile_lagrangian, compile_network
+from lagrangian_eqprop import EdgeTerm, NodeTerm, compile_lagrangian, compile_network
 
-from ._system import System, make_system
+from ._system import System, make_system, one_hot
 
 _t = dynamicsymbols._t
 
@@ -63,9 +63,7 @@ def pendulum_chain(
     if edges:
         params["kappa"] = coupling
     if input_pendulum is not None:
-        gain = np.zeros(n)
-        gain[input_pendulum] = 1.0
-        params["b"] = gain
+        params["b"] = one_hot(n, input_pendulum)
     q0 = np.zeros(n)
     q0[0] = amplitude
     return make_system(model, params, q0, np.zeros(n))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from lagrangian_eqprop.model import LagrangianModel
+from lagrangian_eqprop import LagrangianModel
 
 
 def magnetic_particle(m=1.0, k=1.0, b=0.7):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lagrangian_eqprop.model import LagrangianModel, SeparableStructure
+from lagrangian_eqprop import LagrangianModel, SeparableStructure
 
 
 def _f64(d):

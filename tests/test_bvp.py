@@ -15,15 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lagrangian_eqprop.bvp import (
+from lagrangian_eqprop import (
     block_tridiagonal_matvec,
     interior_del_residual,
     solve_block_tridiagonal,
     solve_bvp,
 )
+import lagrangian_eqprop as lep
 from lagrangian_eqprop.errors import ConvergenceError
-from lagrangian_eqprop.integrate import VariationalIntegrator
-from lagrangian_eqprop.model import LagrangianModel, SeparableStructure
+from lagrangian_eqprop import VariationalIntegrator
+from lagrangian_eqprop import LagrangianModel, SeparableStructure
 
 
 # ---------------------------------------------------------------------------- test systems
@@ -408,11 +409,16 @@ def test_failed_solves_raise_convergence_error():
     bad_guess = linear + jnp.asarray(np.random.default_rng(4).normal(size=(num_steps + 1, 2)) * 0.5)
     with pytest.raises(ConvergenceError, match=r"solve_bvp .*N=20.*max_steps=1.*residual"):
         solve_bvp(integ, params, q_start, q_end, num_steps, q_guess=bad_guess, max_steps=1)
-    with pytest.raises(ConvergenceError, match=r"solve_bvp .*non-finite"):
+    with pytest.raises(lep.InputError, match=r"q_end contains non-finite"):  # refused before any solve
         solve_bvp(integ, params, q_start, jnp.asarray([jnp.nan, 0.0]), num_steps)
+    # Under jit the same NaN reaches the solver, which reports it as non-finite.
+    nan_end = jax.jit(lambda b: solve_bvp(integ, params, q_start, b, num_steps, throw=False))(
+        jnp.asarray([jnp.nan, 0.0]))
+    assert nan_end.result == lep.RESULTS.newton_nonfinite
 
     traj = solve_bvp(integ, params, q_start, q_end, num_steps, q_guess=bad_guess, max_steps=1, throw=False)
     assert int(traj.num_failures) == 1 and 1 <= int(traj.first_failed_step) < num_steps
+    assert traj.result == lep.RESULTS.max_steps_reached and int(traj.stats.newton_iterations_max) == 1
     ok = solve_bvp(integ, params, q_start, q_end, num_steps, q_guess=bad_guess, throw=False)
     assert int(ok.num_failures) == 0 and int(ok.first_failed_step) == -1
 

@@ -39,7 +39,7 @@ def test_train_writes_a_complete_run_folder(trained_run, capsys):
     assert code == 0
     assert "estimator" in out and "reduction" in out and "initial loss" in out
     assert "Plots:" in out and str(out_dir / "plots" / "loss.png") in out
-    for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "params.json", "summary.json"):
+    for name in ("config.json", "metrics.jsonl", "checkpoint.eqx", "params.json", "summary.json"):
         assert (out_dir / name).is_file(), name
     for plot in ("loss", "trajectories", "parameters"):
         assert (out_dir / "plots" / f"{plot}.png").stat().st_size > 1000
@@ -68,29 +68,77 @@ def test_resume_extends_the_run(trained_run, capsys):
 def test_train_refuses_an_existing_run_folder(trained_run, capsys):
     _, out_dir, _ = trained_run
     code, out, err = run(capsys, "train", "sysid", *TINY, "--epochs", "1", "--out", str(out_dir), "--no-progress")
-    assert code == 1 and "already holds a run" in err and "resume" in err
+    assert code == 2 and "already holds a run" in err and "resume" in err
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["train", "nosuchtask"], "available tasks: tracking, sysid, classification, pendulum"),
-        (["train", "sysid", "--estimator", "magic"], "choose one of echo, bvp, bptt, adjoint"),
-        (["train", "sysid", "--set", "bogus=1"], "unknown option(s) 'bogus'"),
-        (["train", "sysid", "--set", "num_steps=abc"], "option 'num_steps' must be an integer"),
-        (["train", "sysid", "--lr", "-1"], "config field 'learning_rate'"),
-        (["train", "sysid", "--epochs", "0"], "config field 'epochs'"),
-        (["train", "sysid", "--config", "/nonexistent/run.toml"], "no such file"),
-        (["show", "nosuchsystem"], "available systems:"),
-        (["simulate", "nosuchsystem"], "available systems:"),
-        (["show", "harmonic_oscillator", "--set", "bogus=1"], "valid options: mass"),
-        (["resume", "/nonexistent/run"], "not a run folder"),
-    ],
-)
-def test_bad_input_names_the_problem(argv, message, capsys):
+# Exit status 2: input the user can fix. Each case is checked for its exact code and message,
+# and that no traceback is printed.
+BAD_INPUT = [
+    (["train", "nosuchtask"], "available tasks: tracking, sysid, classification, pendulum"),
+    (["train", "sysid", "--estimator", "magic"], "unknown estimator 'magic'; choose one of echo, bvp, naive, bptt"),
+    (["train", "sysid", "--set", "bogus=1"], "unknown option(s) 'bogus'"),
+    (["train", "sysid", "--set", "num_steps=abc"], "option 'num_steps' must be an integer"),
+    (["train", "sysid", "--lr", "-1"], "config field 'learning_rate'"),
+    (["train", "sysid", "--epochs", "0"], "config field 'epochs'"),
+    (["train", "sysid", "--config", "/nonexistent/run.toml"], "no such file"),
+    (["show", "nosuchsystem"], "available systems:"),
+    (["simulate", "nosuchsystem"], "available systems:"),
+    (["show", "harmonic_oscillator", "--set", "bogus=1"], "valid options: mass"),
+    (["simulate", "mass_spring_chain", "--set", "n=abc"], "system mass_spring_chain: cannot build it with n='abc'"),
+    (["resume", "/nonexistent/run"], "not a run folder"),
+    (["simulate", "harmonic_oscillator", "--dt", "-1"], "--dt: must be a positive finite number"),
+    (["simulate", "harmonic_oscillator", "--rule", "rk4"], "invalid choice: 'rk4'"),
+    (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_exits_2_naming_the_problem(argv, message, capsys):
     code, out, err = run(capsys, *argv)
-    assert code in (1, 2)
+    assert code == 2, err
     assert message in err, err
+    assert "Traceback" not in err + out
+
+
+def test_bad_config_file_exits_2(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text("task = 'sysid'\nepochs = [\n")
+    code, out, err = run(capsys, "train", "--config", str(config))
+    assert code == 2 and "invalid TOML" in err and "Traceback" not in err
+    config.write_bytes(b"\xff\xfe\x00garbage")
+    code, out, err = run(capsys, "train", "--config", str(config))
+    assert code == 2 and str(config) in err and "Traceback" not in err
+
+
+def test_resume_of_a_folder_without_a_run_exits_2(tmp_path, capsys):
+    code, out, err = run(capsys, "resume", str(tmp_path))
+    assert code == 2 and "not a run folder" in err
+
+
+# Exit status 1: the run itself failed (a blow-up, a failed solve).
+def test_failed_simulation_exits_1_without_traceback(capsys):
+    code, out, err = run(capsys, "simulate", "double_pendulum", "--rule", "midpoint", "--dt", "3", "--steps", "50")
+    assert code == 1, err
+    assert err.startswith("error: simulate double_pendulum") and "step" in err and "Newton" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_exits_0(capsys):
+    code, out, err = run(capsys, "--help")
+    assert code == 0 and "Exit status" in out
+    code, out, err = run(capsys, "train", "--help")
+    assert code == 0 and "--estimator" in out
+
+
+def test_interrupt_exits_130(monkeypatch, capsys):
+    from lagrangian_eqprop import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli._COMMANDS, "list", interrupted)
+    code, out, err = run(capsys, "list")
+    assert code == 130 and "interrupted" in err
 
 
 def test_bad_config_file_key_is_named(tmp_path, capsys):
@@ -108,7 +156,8 @@ def test_bvp_on_an_initial_value_task_is_refused(capsys):
 
 def test_list_show_simulate_gradcheck(tmp_path, capsys):
     code, out, _ = run(capsys, "list")
-    assert code == 0 and "tracking" in out and "mass_spring_chain" in out and "echo, bvp, bptt, adjoint" in out
+    assert code == 0 and "tracking" in out and "mass_spring_chain" in out
+    assert "echo, bvp, naive, bptt, implicit, adjoint" in out and "midpoint, trapezoid, galerkin" in out
     code, out, _ = run(capsys, "show", "harmonic_oscillator")
     assert code == 0 and "Euler–Lagrange" in out and "LaTeX" in out and r"\frac" in out
     code, out, err = run(capsys, "simulate", "harmonic_oscillator", "--steps", "50", "--out", str(tmp_path / "sim"))
@@ -120,4 +169,4 @@ def test_list_show_simulate_gradcheck(tmp_path, capsys):
     assert code == 0, err
     assert "cosine" in out and "centered" in out
     code, out, err = run(capsys, "gradcheck", "damped_oscillator", "--steps", "10", "--betas", "1e-3")
-    assert code == 1 and "not exact" in err
+    assert code == 2 and "not exact" in err  # a refusal: the echo is not exact for a damped system

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lagrangian_eqprop.costs import TrackingCost
+from lagrangian_eqprop import TrackingCost
 from lagrangian_eqprop.diagnostics import (
     AgreementSweep,
     agreement_sweep,
@@ -20,9 +20,9 @@ from lagrangian_eqprop.diagnostics import (
     format_agreement_report,
     gradient_agreement,
 )
-from lagrangian_eqprop.eqprop import GradientResult
+from lagrangian_eqprop import GradientResult
 from lagrangian_eqprop.errors import EstimatorError
-from lagrangian_eqprop.integrate import VariationalIntegrator
+from lagrangian_eqprop import VariationalIntegrator
 
 from models import fpu_chain
 

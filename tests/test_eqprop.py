@@ -334,7 +334,7 @@ def test_echo_loss_vmap_over_batch_of_targets():
 
 # ---------------------------------------------------------- 5. BVP vs implicit gradient
 try:
-    import lagrangian_eqprop.bvp  # noqa: F401
+    import lagrangian_eqprop._bvp  # noqa: F401
 
     HAVE_BVP = True
 except ImportError:  # pragma: no cover - only while bvp.py is being written
@@ -517,7 +517,9 @@ def test_echo_loss_refuses_zero_beta():
 
 def test_refuses_unknown_method_and_variant():
     case = chain_case("v0")
-    with pytest.raises(EstimatorError, match="(?i)unknown method"):
+    with pytest.raises(EstimatorError, match="(?i)unknown method 'magic'.*echo, bvp, naive, bptt"):
+        eqprop_gradient(case.integ, case.params, case.cost, "magic", BETA, **case.kw)
+    with pytest.raises(EstimatorError, match="not an EqProp estimator: it takes no beta"):
         eqprop_gradient(case.integ, case.params, case.cost, "adjoint", BETA, **case.kw)
     for method in ("echo", "bvp", "naive"):
         with pytest.raises(EstimatorError, match="(?i)unknown variant"):

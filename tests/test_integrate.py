@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import lagrangian_eqprop as lep
 from lagrangian_eqprop.errors import ConvergenceError
-from lagrangian_eqprop.integrate import VariationalIntegrator
-from lagrangian_eqprop.model import interpolate_inputs
+from lagrangian_eqprop import VariationalIntegrator
+from lagrangian_eqprop import interpolate_inputs
 
 import models
 from reference import fit_order, reference_solution
@@ -311,47 +312,66 @@ def test_vmap_over_initial_conditions_matches_loop():
 
 
 # -------------------------------------------------------- 8. convergence failures
-def _nan_input_case(explicit):
-    model, params = models.fpu_chain(4, driven=True)
-    integ = VariationalIntegrator(model, 0.1, "trapezoid" if explicit else "midpoint")
+def _sqrt_well(explicit):
+    """`L = ½ẋ² − sqrt(x)`: the force `−1/(2√x)` is NaN once x < 0, which a particle released
+    towards the wall reaches after a few steps (a failure at a known step, from finite inputs)."""
+
+    def potential(q, t, params, u):
+        return params["k"] * jnp.sum(jnp.sqrt(q))
+
+    def lagrangian(q, v, t, params, u):
+        return 0.5 * jnp.sum(v**2) - potential(q, t, params, u)
+
+    model = lep.LagrangianModel(lagrangian, ("x",), {"k": ()}, separable=lep.SeparableStructure(
+        lambda p: jnp.ones(1), potential, True))
+    integ = VariationalIntegrator(model, 0.5, "trapezoid" if explicit else "midpoint")
     assert integ.explicit == explicit
-    num_steps = 12
-    inputs = np.full((num_steps + 1, 1), 0.1)
-    inputs[5] = np.nan  # step 4 (node 4 → 5) is the first to see it
-    return integ, params, jnp.full(4, 0.1), jnp.zeros(4), num_steps, jnp.asarray(inputs)
+    return integ, {"k": jnp.asarray(0.01)}, jnp.asarray([0.9]), jnp.asarray([-0.4]), 12
+
+
+def _first_bad_step(traj):
+    bad = ~(np.all(np.isfinite(np.asarray(traj.q)), axis=1) & np.all(np.isfinite(np.asarray(traj.p)), axis=1))
+    return int(np.argmax(bad)) - 1  # node k+1 is produced by step k
 
 
 @pytest.mark.parametrize("explicit", [False, True])
 def test_failure_reported_eagerly_with_step(explicit):
-    integ, params, q0, v0, num_steps, inputs = _nan_input_case(explicit)
-    with pytest.raises(ConvergenceError, match=r"simulate.*step 4\b"):
-        integ.simulate(params, q0, v0, num_steps, inputs)
-    if explicit:  # the same status check guards final_state (cheap to compile here)
-        with pytest.raises(ConvergenceError, match=r"final_state.*step 4\b"):
-            integ.final_state(params, q0, v0, num_steps, inputs)
+    integ, params, q0, v0, num_steps = _sqrt_well(explicit)
+    traj = integ.simulate(params, q0, v0, num_steps, throw=False)
+    step = _first_bad_step(traj)
+    assert step >= 1 and int(traj.stats.first_failed) == step
+    cause = "non-finite: an explicit step" if explicit else "Newton produced non-finite"
+    with pytest.raises(ConvergenceError, match=rf"simulate.*at step {step}\b.*{cause}") as info:
+        integ.simulate(params, q0, v0, num_steps)
+    assert isinstance(info.value, lep.LagrangianEqPropError) and isinstance(info.value, RuntimeError)
+    if explicit:
+        assert "Newton" not in str(info.value)  # the explicit path never blames Newton
+        # final_state keeps no trajectory: it re-runs storing the nodes to locate the step.
+        with pytest.raises(ConvergenceError, match=rf"final_state.*at step {step}\b"):
+            integ.final_state(params, q0, v0, num_steps)
 
 
 @pytest.mark.parametrize("explicit", [False, True])
 def test_failure_reported_without_throw(explicit):
-    integ, params, q0, v0, num_steps, inputs = _nan_input_case(explicit)
+    integ, params, q0, v0, num_steps = _sqrt_well(explicit)
     if explicit:  # eagerly on one path, under jit on the other (each costs a compile)
-        traj = integ.simulate(params, q0, v0, num_steps, inputs, throw=False)
+        traj = integ.simulate(params, q0, v0, num_steps, throw=False)
     else:
-        traj = jax.jit(lambda u: integ.simulate(params, q0, v0, num_steps, u, throw=False))(inputs)
+        traj = jax.jit(lambda q: integ.simulate(params, q, v0, num_steps, throw=False))(q0)
+    step = _first_bad_step(traj)
     assert not bool(traj.converged)
-    assert int(traj.first_failed_step) == 4
-    assert int(traj.num_failures) >= 1
-    np.testing.assert_array_equal(np.isfinite(np.asarray(traj.q[:5])), True)  # nodes before it are fine
+    assert traj.result == (lep.RESULTS.nonfinite_state if explicit else lep.RESULTS.newton_nonfinite)
+    assert int(traj.first_failed_step) == step and int(traj.num_failures) >= 1
+    np.testing.assert_array_equal(np.isfinite(np.asarray(traj.p[:step + 1])), True)  # nodes before it are fine
 
 
-def test_failure_raises_under_jit():
-    integ, params, q0, v0, num_steps, inputs = _nan_input_case(False)
-    fn = jax.jit(lambda u: integ.simulate(params, q0, v0, num_steps, u).q)
-    with pytest.raises(Exception) as info:
-        jax.block_until_ready(fn(inputs))
-    assert "failed to converge" in str(info.value)
-    # A healthy input under the same jit runs fine.
-    fn(jnp.zeros_like(inputs)).block_until_ready()
+def test_failure_raises_under_jit_with_the_same_cause():
+    integ, params, q0, v0, num_steps = _sqrt_well(False)
+    fn = jax.jit(lambda q: integ.simulate(params, q, v0, num_steps).q)
+    with pytest.raises(Exception, match="Newton produced non-finite values") as info:
+        jax.block_until_ready(fn(q0))
+    assert "simulate" in str(info.value)
+    fn(jnp.asarray([3.0])).block_until_ready()  # a healthy start under the same jit runs fine
 
 
 def test_newton_step_limit_failure_is_reported():
@@ -359,18 +379,31 @@ def test_newton_step_limit_failure_is_reported():
     model, params = models.fpu_chain(4, beta=100.0)
     integ = VariationalIntegrator(model, 0.5, "midpoint", max_newton_steps=1)
     q0, v0 = jnp.asarray([0.8, -0.6, 0.5, -0.7]), jnp.asarray([1.0, -1.0, 0.5, 0.3])
-    with pytest.raises(ConvergenceError, match=r"step \d+"):
+    with pytest.raises(ConvergenceError, match=r"step \d+.*maximum number of iterations.*iterations per step: mean"):
         integ.simulate(params, q0, v0, 5)
     traj = integ.simulate(params, q0, v0, 5, throw=False)
+    assert traj.result == lep.RESULTS.max_steps_reached
     assert not bool(traj.converged) and int(traj.first_failed_step) >= 0
+    assert int(traj.stats.newton_iterations_max) == 1
 
 
-def test_nan_parameter_is_reported():
-    model, params = models.fpu_chain(4)
+def test_stats_of_a_converged_implicit_run():
+    model, params = models.fpu_chain(4, beta=1.0)
     integ = VariationalIntegrator(model, 0.1, "midpoint")
-    bad = dict(params, k=jnp.asarray(jnp.nan))
-    with pytest.raises(ConvergenceError, match=r"step 0\b"):
-        integ.simulate(bad, jnp.full(4, 0.1), jnp.zeros(4), 5)
+    traj = integ.simulate(params, jnp.asarray([0.3, -0.1, 0.2, 0.0]), jnp.zeros(4), 20)
+    stats = traj.stats
+    assert traj.result == lep.RESULTS.successful and int(stats.num_failures) == 0
+    assert int(stats.first_failed) == -1
+    assert 1.0 <= float(stats.newton_iterations_mean) <= float(stats.newton_iterations_max) <= 20
+    assert float(stats.max_residual) < 1e-10
+
+
+def test_non_finite_inputs_are_refused_before_running():
+    integ, params, q0, v0, num_steps = _sqrt_well(True)
+    with pytest.raises(lep.InputError, match="q0 contains non-finite"):
+        integ.simulate(params, jnp.asarray([np.nan]), v0, num_steps)
+    with pytest.raises(lep.InputError, match=r"params\['k'\] contains non-finite"):
+        integ.simulate({"k": jnp.asarray(np.inf)}, q0, v0, num_steps)
 
 
 # ---------------------------------------------------------------- 9. bad arguments

@@ -10,7 +10,7 @@ import sympy as sp
 from sympy.physics.mechanics import dynamicsymbols
 
 from lagrangian_eqprop.errors import LagrangianError
-from lagrangian_eqprop.symbolic import (
+from lagrangian_eqprop import (
     EdgeTerm,
     ExtraTerm,
     NodeTerm,
@@ -517,10 +517,10 @@ def test_reserved_prefix_is_refused():
 # ---------------------------------------------------------------- static row selection
 def _forced_gather_build(monkeypatch, build):
     """`build()` with every index array taken by a gather (the reference path)."""
-    from lagrangian_eqprop import symbolic
+    from lagrangian_eqprop import _graph as symbolic
 
     with monkeypatch.context() as patch:
-        patch.setattr(symbolic, "_MAX_RUNS", 0)
+        patch.setattr(symbolic, "MAX_RUNS", 0)
         return build()
 
 
@@ -540,7 +540,7 @@ def _gather_count(model, params, q, u):
 ])
 def test_row_selection_matches_gather(index, boundary):
     """`_Rows` (static slices) equals `concatenate([x, fixed])[index]`, values and VJP."""
-    from lagrangian_eqprop.symbolic import _Rows
+    from lagrangian_eqprop._graph import Rows as _Rows
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((9, 2)))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lagrangian_eqprop import training
+from lagrangian_eqprop.training import _checkpoint as checkpoint_module
 from lagrangian_eqprop.tasks import ConfigError, available_tasks, get_task, task_options
 from lagrangian_eqprop.training import (
     CONSTRAINTS,
@@ -160,13 +161,13 @@ def test_resume_reaches_the_same_parameters(sysid_trainer, tmp_path):
 
     cut = sysid_trainer.fit(tmp_path / "cut", progress=False, plots=False, callbacks=[kill_after_two])
     assert not cut.completed
-    _, meta = load_checkpoint(tmp_path / "cut" / "checkpoint.npz", sysid_trainer.initial_state())
+    _, meta = load_checkpoint(tmp_path / "cut" / "checkpoint.eqx", sysid_trainer.initial_state())
     assert meta["epoch"] == 2
     # a half-written temporary file from a kill mid-write must not matter
-    (tmp_path / "cut" / "checkpoint.npz.tmp-99999").write_bytes(b"garbage")
+    (tmp_path / "cut" / "checkpoint.eqx.tmp-99999").write_bytes(b"garbage")
     resumed = resume(tmp_path / "cut", progress=False, plots=False)
     assert resumed.completed and resumed.final()["epoch"] == 4
-    assert not (tmp_path / "cut" / "checkpoint.npz.tmp-99999").exists()
+    assert not (tmp_path / "cut" / "checkpoint.eqx.tmp-99999").exists()
     params_equal(resumed.params["echo"], full.params["echo"])
     losses = lambda d: [json.loads(line)["train_loss"] for line in open(d / "metrics.jsonl")
                         if json.loads(line)["kind"] == "epoch"]
@@ -181,20 +182,20 @@ def test_resume_reaches_the_same_parameters(sysid_trainer, tmp_path):
 
 def test_refuses_to_overwrite_a_run(sysid_trainer, tmp_path):
     sysid_trainer.fit(tmp_path, progress=False, plots=False)
-    with pytest.raises(TrainingError, match="already holds a run"):
+    with pytest.raises(ConfigError, match="already holds a run"):
         sysid_trainer.fit(tmp_path, progress=False, plots=False)
 
 
 # -------------------------------------------------------------------- checkpoints
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoint.npz"
+    path = tmp_path / "checkpoint.eqx"
     tree = {"a": jnp.arange(3.0), "b": (jnp.ones((2, 2)), jnp.int32(7))}
     save_checkpoint(path, tree, {"epoch": 1})
 
     def crash(src, dst):
         raise OSError("simulated crash during rename")
 
-    monkeypatch.setattr(training.os, "replace", crash)
+    monkeypatch.setattr(checkpoint_module.os, "replace", crash)
     newer = jax.tree_util.tree_map(lambda x: x + 1, tree)
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(path, newer, {"epoch": 2})
@@ -202,7 +203,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     loaded, meta = load_checkpoint(path, tree)
     assert meta["epoch"] == 1
     jax.tree_util.tree_map(lambda x, y: np.testing.assert_array_equal(x, y), loaded, tree)
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]  # no temporary left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.eqx"]  # no temporary left behind
     with pytest.raises(TrainingError, match="different configuration"):
         load_checkpoint(path, {"a": jnp.arange(3.0)})
 
@@ -212,17 +213,17 @@ def test_crash_while_checkpointing_keeps_the_previous_checkpoint(sysid_trainer, 
     calls = {"n": 0}
 
     def flaky_replace(src, dst):
-        if str(dst).endswith("checkpoint.npz"):
+        if str(dst).endswith("checkpoint.eqx"):
             calls["n"] += 1
             if calls["n"] == 2:
                 raise OSError("disk full")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(training.os, "replace", flaky_replace)
+    monkeypatch.setattr(checkpoint_module.os, "replace", flaky_replace)
     with pytest.raises(TrainingError, match="after epoch 2.*previous checkpoint.*intact"):
         sysid_trainer.fit(tmp_path, progress=False, plots=False)
     monkeypatch.undo()
-    state, meta = load_checkpoint(tmp_path / "checkpoint.npz", sysid_trainer.initial_state())
+    state, meta = load_checkpoint(tmp_path / "checkpoint.eqx", sysid_trainer.initial_state())
     assert meta["epoch"] == 1
 
 
@@ -236,12 +237,12 @@ def test_failed_solve_stops_naming_the_step_and_keeps_the_checkpoint(sysid_train
             train["target"] = clean.at[:, 3].set(jnp.nan)  # the echo's momentum kicks become NaN
 
     try:
-        with pytest.raises(TrainingError, match=r"run 'echo', step 3 \(epoch 2\): the solve failed.*"
+        with pytest.raises(TrainingError, match=r"run 'echo', step 3 \(epoch 2\): echo estimator.*failed.*"
                                                  r"last good checkpoint is kept"):
             sysid_trainer.fit(tmp_path, progress=False, plots=False, callbacks=[poison])
     finally:
         train["target"] = clean
-    _, meta = load_checkpoint(tmp_path / "checkpoint.npz", sysid_trainer.initial_state())
+    _, meta = load_checkpoint(tmp_path / "checkpoint.eqx", sysid_trainer.initial_state())
     assert meta["epoch"] == 1
 
 
@@ -249,16 +250,16 @@ def test_non_finite_loss_or_gradient_stops_naming_the_step(sysid_trainer, monkey
     real = sysid_trainer._steps["echo"]
 
     def nan_loss(raw, opt_state, batch):
-        new_raw, new_opt, loss, norm = real(raw, opt_state, batch)
-        return new_raw, new_opt, loss * jnp.nan, norm
+        new_raw, new_opt, loss, norm, result, stats = real(raw, opt_state, batch)
+        return new_raw, new_opt, loss * jnp.nan, norm, result, stats
 
     monkeypatch.setitem(sysid_trainer._steps, "echo", nan_loss)
     with pytest.raises(TrainingError, match=r"step 1 \(epoch 1\): the loss is non-finite \(nan\)"):
         sysid_trainer.fit(None, progress=False)
 
     def inf_grad(raw, opt_state, batch):
-        new_raw, new_opt, loss, norm = real(raw, opt_state, batch)
-        return new_raw, new_opt, loss, norm + jnp.inf
+        new_raw, new_opt, loss, norm, result, stats = real(raw, opt_state, batch)
+        return new_raw, new_opt, loss, norm + jnp.inf, result, stats
 
     monkeypatch.setitem(sysid_trainer._steps, "echo", inf_grad)
     with pytest.raises(TrainingError, match=r"step 1 \(epoch 1\): the gradient is non-finite"):
@@ -267,7 +268,7 @@ def test_non_finite_loss_or_gradient_stops_naming_the_step(sysid_trainer, monkey
 
 # --------------------------------------------------------------------- config
 def test_config_messages_name_the_field():
-    with pytest.raises(ConfigError, match="'estimator'.*choose one of echo, bvp, bptt, adjoint"):
+    with pytest.raises(ConfigError, match="'estimator'.*choose one of echo, bvp, naive, bptt, implicit, adjoint"):
         TrainConfig(estimator="magic").validate()
     with pytest.raises(ConfigError, match="'beta'"):
         TrainConfig(beta=0.0).validate()

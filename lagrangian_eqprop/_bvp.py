@@ -7,7 +7,7 @@ equations
     R_k(q) = p⁺_k − p⁻_k + β ∇c_k(q_k) = 0,        k = 1..N−1,
 
 where `p⁻_k = −D₁L_d(q_k, q_{k+1})` leaves node k and `p⁺_k = D₂L_d(q_{k−1}, q_k)` arrives at it
-(non-conservative forces and Galerkin internal points included, see `discrete.py`).
+(non-conservative forces and Galerkin internal points included, see `_discrete.py`).
 
 The trajectory is a stationary point of the discrete action, in general a *saddle* (e.g. a
 harmonic oscillator for longer than half a period), so the equations are solved with Newton's
@@ -33,117 +33,17 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
-import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float
 
-from .discrete import DiscreteLagrangian, newton_tolerances
-from .errors import ConvergenceError
-from .integrate import SolveStatus, Trajectory, VariationalIntegrator, check_status
-from .model import Params
+from ._block_tridiagonal import block_tridiagonal_matvec, solve_block_tridiagonal, transpose_blocks
+from ._checks import as_vector, check_num_steps, check_params, finite_or_raise
+from ._discrete import DiscreteLagrangian
+from ._model import Params
+from ._root import newton_tolerances
+from ._solution import RESULTS, SolveStats, Trajectory, check_solution
+from .errors import InputError
 
-# ------------------------------------------------------------------------------------------
-# Block-tridiagonal linear algebra.
-#
-# lineax (0.1.x) offers only a scalar `TridiagonalLinearOperator`; there is no block-
-# tridiagonal operator or solver, hence the small block Thomas solver below.
-# ------------------------------------------------------------------------------------------
-
-
-def _transpose_blocks(blocks: Array) -> Array:
-    return jnp.swapaxes(blocks, -1, -2)
-
-
-def block_tridiagonal_matvec(
-    lower: Float[Array, "K-1 n n"],
-    diag: Float[Array, "K n n"],
-    upper: Float[Array, "K-1 n n"],
-    x: Float[Array, "K n"],
-) -> Float[Array, "K n"]:
-    """Product `A x` with a block-tridiagonal matrix `A`, without forming `A`.
-
-    **Arguments:**
-    - `lower`: sub-diagonal blocks, `lower[i] = A[i+1, i]`, shape `(K−1, n, n)`.
-    - `diag`: diagonal blocks, `diag[i] = A[i, i]`, shape `(K, n, n)`.
-    - `upper`: super-diagonal blocks, `upper[i] = A[i, i+1]`, shape `(K−1, n, n)`.
-    - `x`: block vector, shape `(K, n)`.
-
-    **Returns:** `A x`, shape `(K, n)`.
-    """
-    y = jnp.einsum("kij,kj->ki", diag, x)
-    if x.shape[0] > 1:
-        y = y.at[1:].add(jnp.einsum("kij,kj->ki", lower, x[:-1]))
-        y = y.at[:-1].add(jnp.einsum("kij,kj->ki", upper, x[1:]))
-    return y
-
-
-def solve_block_tridiagonal(
-    lower: Float[Array, "K-1 n n"],
-    diag: Float[Array, "K n n"],
-    upper: Float[Array, "K-1 n n"],
-    rhs: Float[Array, "K n *r"],
-) -> Float[Array, "K n *r"]:
-    """Solve `A x = rhs` for a block-tridiagonal `A` by block Gaussian elimination (block Thomas).
-
-    Cost O(K n³) time and O(K n²) memory, with `lax.scan` over the K block rows (a forward
-    elimination sweep, then back substitution). Each pivot block, the Schur complement
-    `S_i = A[i, i] − A[i, i−1] S_{i−1}⁻¹ A[i−1, i]`, is LU-factorised with partial pivoting
-    *inside* the block; there is no pivoting *across* blocks, so every leading block principal
-    submatrix of `A` must be nonsingular. For a two-point BVP this means no interior node is a
-    (discrete) conjugate point of the start node. A singular pivot block yields non-finite
-    entries in `x`, which callers must check (`solve_bvp` does).
-
-    **Arguments:**
-    - `lower`: sub-diagonal blocks, `lower[i] = A[i+1, i]`, shape `(K−1, n, n)`.
-    - `diag`: diagonal blocks, `diag[i] = A[i, i]`, shape `(K, n, n)`.
-    - `upper`: super-diagonal blocks, `upper[i] = A[i, i+1]`, shape `(K−1, n, n)`.
-    - `rhs`: right-hand side, shape `(K, n)` or `(K, n, r)` for `r` right-hand sides.
-
-    **Returns:** `x` with the shape of `rhs`.
-    """
-    num_blocks, n = diag.shape[0], diag.shape[-1]
-    if diag.shape != (num_blocks, n, n):
-        raise ValueError(f"diag must have shape (K, n, n), got {diag.shape}.")
-    if lower.shape != (max(num_blocks - 1, 0), n, n) or upper.shape != lower.shape:
-        raise ValueError(
-            f"lower and upper must have shape (K−1, n, n) = ({num_blocks - 1}, {n}, {n}), "
-            f"got {lower.shape} and {upper.shape}."
-        )
-    if rhs.shape[:2] != (num_blocks, n) or rhs.ndim not in (2, 3):
-        raise ValueError(f"rhs must have shape (K, n) or (K, n, r) = ({num_blocks}, {n}[, r]), got {rhs.shape}.")
-    if num_blocks == 0:
-        return rhs
-    vector = rhs.ndim == 2
-    b = rhs[..., None] if vector else rhs
-    dtype = jnp.result_type(lower, diag, upper, b)
-    zero_block = jnp.zeros((1, n, n), dtype)
-    # Pad so every row has the same form: A[0, −1] = 0 and A[K−1, K] = 0.
-    lower_padded = jnp.concatenate([zero_block, lower.astype(dtype)], axis=0)
-    upper_padded = jnp.concatenate([upper.astype(dtype), zero_block], axis=0)
-
-    def eliminate(carry, row):
-        # carry: (C_{i−1} = S_{i−1}⁻¹ A[i−1, i], d_{i−1} = S_{i−1}⁻¹ (b_{i−1} − ...)).
-        coupling_prev, reduced_prev = carry
-        low, dia, up, b_i = row
-        schur = dia - low @ coupling_prev
-        lu_piv = jsl.lu_factor(schur)
-        coupling = jsl.lu_solve(lu_piv, up)
-        reduced = jsl.lu_solve(lu_piv, b_i - low @ reduced_prev)
-        return (coupling, reduced), (coupling, reduced)
-
-    init = (jnp.zeros((n, n), dtype), jnp.zeros(b.shape[1:], dtype))
-    _, (couplings, reduced) = jax.lax.scan(
-        eliminate, init, (lower_padded, diag.astype(dtype), upper_padded, b.astype(dtype))
-    )
-
-    def back_substitute(x_next, row):
-        coupling, reduced_i = row
-        x_i = reduced_i - coupling @ x_next
-        return x_i, x_i
-
-    _, x = jax.lax.scan(back_substitute, jnp.zeros(b.shape[1:], dtype), (couplings, reduced), reverse=True)
-    return x[..., 0] if vector else x
-
+__all__ = ["boundary_trajectory", "interior_del_residual", "solve_bvp"]
 
 # ------------------------------------------------------------------------------------------
 # The discrete Euler–Lagrange system on a whole trajectory.
@@ -234,7 +134,7 @@ def _newton_system(disc, params, q, times, us, cost, beta, ks) -> _NewtonSystem:
 
 
 def interior_del_residual(
-    integ: VariationalIntegrator,
+    integ,
     params: Params,
     q: Float[Array, "N1 n"],
     inputs=None,
@@ -266,9 +166,6 @@ def interior_del_residual(
 # The solver.
 # ------------------------------------------------------------------------------------------
 
-_SUCCESS, _MAX_STEPS, _NONFINITE = 0, 1, 2
-
-
 def _stop_gradient_arrays(tree):
     return jax.tree_util.tree_map(lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x, tree)
 
@@ -278,7 +175,7 @@ def _newton(disc, params, q_start, q_end, times, us, cost, beta, ks, interior_gu
 
     **Returns:** `(q_interior, system, iterations, result)` with `system` the `_NewtonSystem`
     at the last evaluated iterate, `iterations` the number of Newton steps before the residual
-    test passed, and `result` one of `_SUCCESS`, `_MAX_STEPS`, `_NONFINITE`.
+    test passed, and `result` an `RESULTS` item.
     """
 
     def assemble(interior):
@@ -306,21 +203,23 @@ def _newton(disc, params, q_start, q_end, times, us, cost, beta, ks, interior_gu
         ok = converged(system)
         stop = ~finite(interior, system) | (iterations >= max_steps)
         step = solve_block_tridiagonal(system.lower, system.diag, system.upper, system.residual)
-        singular = ~jnp.all(jnp.isfinite(step))  # a singular pivot block (or overflow)
-        take = ~stop & ~singular
+        blocks_finite = (jnp.all(jnp.isfinite(system.diag)) & jnp.all(jnp.isfinite(system.lower))
+                         & jnp.all(jnp.isfinite(system.upper)) & jnp.all(jnp.isfinite(system.residual)))
+        # A non-finite step from finite blocks and residual: a singular pivot block.
+        singular = ~jnp.all(jnp.isfinite(step)) & blocks_finite
+        take = ~stop & jnp.all(jnp.isfinite(step))
         interior = jnp.where(take, interior - step, interior)
         iterations = iterations + (~ok & take).astype(jnp.int32)
-        return interior, system, iterations, ok | stop | singular, singular
+        return interior, system, iterations, ok | stop | ~jnp.all(jnp.isfinite(step)), singular
 
     system_shape = jax.eval_shape(evaluate, interior_guess)
     empty_system = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), system_shape)
     false = jnp.zeros((), bool)
     init = (interior_guess, empty_system, jnp.zeros((), jnp.int32), false, false)
     interior, system, iterations, _, singular = jax.lax.while_loop(lambda carry: ~carry[3], body, init)
-    is_finite = finite(interior, system) & ~singular
-    result = jnp.where(
-        ~is_finite, _NONFINITE, jnp.where(converged(system), _SUCCESS, _MAX_STEPS)
-    ).astype(jnp.int32)
+    result = RESULTS.where(converged(system), RESULTS.successful, RESULTS.max_steps_reached)
+    result = RESULTS.where(finite(interior, system), result, RESULTS.newton_nonfinite)
+    result = RESULTS.where(singular, RESULTS.singular, result)
     return interior, system, iterations, result
 
 
@@ -365,9 +264,7 @@ def _implicit_solution_jvp(primals, tangents):
 
     def transpose_solve(_, b):
         # (Aᵀ)[i+1, i] = A[i, i+1]ᵀ and (Aᵀ)[i, i+1] = A[i+1, i]ᵀ.
-        return solve_block_tridiagonal(
-            _transpose_blocks(upper), _transpose_blocks(diag), _transpose_blocks(lower), b
-        )
+        return solve_block_tridiagonal(transpose_blocks(upper), transpose_blocks(diag), transpose_blocks(lower), b)
 
     interior_tangent = -jax.lax.custom_linear_solve(matvec, residual_tangent, solve, transpose_solve)
     return interior_star, interior_tangent
@@ -382,14 +279,14 @@ def _interior_guess(q_guess, q_start, q_end, num_steps: int, n: int):
         return q_guess[1:-1]
     if q_guess.shape == (num_steps - 1, n):
         return q_guess
-    raise ValueError(
+    raise InputError(
         f"q_guess must have shape (N+1, n) = ({num_steps + 1}, {n}) (all nodes) or "
         f"(N−1, n) = ({num_steps - 1}, {n}) (interior nodes), got {q_guess.shape}."
     )
 
 
 def solve_bvp(
-    integ: VariationalIntegrator,
+    integ,
     params: Params,
     q_start: Float[Array, " n"],
     q_end: Float[Array, " n"],
@@ -426,9 +323,9 @@ def solve_bvp(
     - `beta`: nudging strength (scalar).
     - `q_guess`: initial guess, shape `(N+1, n)` (end rows ignored) or `(N−1, n)` (interior);
       default: linear interpolation between the endpoints.
-    - `throw`: raise `ConvergenceError` (eagerly) or a runtime error (under `jit`) on failure;
-      with `False`, read `Trajectory.num_failures`.
-    - `rtol`, `atol`: Newton tolerances (default `discrete.newton_tolerances(dtype)`); a
+    - `throw`: raise `ConvergenceError` (eagerly) or a runtime error (under `jit`) on failure,
+      naming the cause and the node with the largest residual; with `False`, read `.result`.
+    - `rtol`, `atol`: Newton tolerances (default `newton_tolerances(dtype)`); a
       solve has converged when `|R_k| ≤ atol + rtol · scale_k` componentwise, `scale_k` being
       the magnitude of the momenta and Jacobian-times-position terms that make up `R_k` (a
       backward-error test that round-off can meet even when `h` is small). The Newton step
@@ -441,76 +338,72 @@ def solve_bvp(
     in `beta`).
 
     **Returns:** a `Trajectory` with `t` `(N+1,)`, `q` `(N+1, n)` and `p` `(N+1, n)`:
-    `p_k = p⁻_k` (momentum leaving node k) for `k < N`, `p_N = p⁺_N`. On failure
-    `num_failures = 1` and `first_failed_step` is the node with the largest scaled residual.
+    `p_k = p⁻_k` (momentum leaving node k) for `k < N`, `p_N = p⁺_N`, and `result`, `stats`
+    (Newton iterations, the largest residual; on failure `stats.first_failed` is the node with
+    the largest scaled residual).
     """
     model = integ.model
-    n = model.num_dof
-    if int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}.")
-    num_steps = int(num_steps)
-    missing = set(model.parameter_shapes) - set(params)
-    if missing:
-        raise ValueError(f"params is missing parameter(s): {', '.join(sorted(missing))}.")
-    q_start = jnp.asarray(q_start)
-    if not jnp.issubdtype(q_start.dtype, jnp.floating):
-        q_start = q_start.astype(jnp.result_type(float))
-    q_end = jnp.asarray(q_end, dtype=q_start.dtype)
-    for name, value in (("q_start", q_start), ("q_end", q_end)):
-        if value.shape != (n,):
-            raise ValueError(
-                f"{name} must have shape ({n},) for coordinates {model.coordinate_names}, got {value.shape}."
-            )
+    check_params(model, params)
+    num_steps = check_num_steps(num_steps)
+    q_start = as_vector(q_start, "q_start", model)
+    q_end = as_vector(q_end, "q_end", model, q_start.dtype)
     dtype = q_start.dtype
-    default_rtol, default_atol = newton_tolerances(dtype)
-    rtol = default_rtol if rtol is None else float(rtol)
-    atol = default_atol if atol is None else float(atol)
-    if int(max_steps) != max_steps or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
-
-    # `dt` travels as an array so that solves differing only in the step share one compilation.
-    disc = eqx.tree_at(lambda d: d.dt, integ.discrete, jnp.asarray(integ.discrete.dt, dtype))
-    times = integ.node_times(num_steps, dtype)
-    us = integ.node_inputs(num_steps, inputs, dtype)
-    ks = jnp.arange(1, num_steps)
-    guess = _interior_guess(q_guess, q_start, q_end, num_steps, n)
-
+    rtol = None if rtol is None else float(rtol)
+    atol = None if atol is None else float(atol)
+    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
+        raise InputError(f"max_steps must be a positive integer, got {max_steps!r}.")
     if jnp.iscomplexobj(beta):
-        raise ValueError(
+        raise InputError(
             "solve_bvp needs a real beta (complex/holomorphic nudging would need a complex "
             f"trajectory, which this solver does not support); got {beta!r}."
         )
-    beta = jnp.asarray(beta, dtype)
+
+    us = integ.node_inputs(num_steps, inputs, dtype)
+    finite_or_raise({"q_start": q_start, "q_end": q_end, "inputs": us})
+    guess = _interior_guess(q_guess, q_start, q_end, num_steps, model.num_dof)
+    traj = boundary_trajectory(integ, jax.tree_util.tree_map(jnp.asarray, params), q_start, q_end, us,
+                               cost=cost, beta=beta, interior_guess=guess, rtol=rtol, atol=atol,
+                               max_steps=max_steps)
+    what = (f"solve_bvp (two-point boundary-value Newton over N={num_steps} steps, {integ.rule.name} rule, "
+            f"max_steps={max_steps})")
+    return check_solution(traj, traj.result, traj.stats, what=what, unit="node", throw=throw)
+
+
+def boundary_trajectory(integ, params, q_start, q_end, us, *, cost=None, beta=0.0, interior_guess=None,
+                        rtol=None, atol=None, max_steps: int = 50) -> Trajectory:
+    """`solve_bvp` without the eager checks and without raising (traceable): the caller reads
+    `result`. `us` are the node inputs `(N+1, m)`; `interior_guess` `(N−1, n)` or `None`."""
+    dtype = q_start.dtype
+    num_steps = us.shape[0] - 1
+    default_rtol, default_atol = newton_tolerances(dtype)
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
+    # `dt` travels as an array so that solves differing only in the step share one compilation.
+    disc = eqx.tree_at(lambda d: d.dt, integ.discrete, jnp.asarray(integ.discrete.dt, dtype))
+    times = integ.node_times(num_steps, dtype)
+    ks = jnp.arange(1, num_steps)
+    if interior_guess is None:
+        interior_guess = _interior_guess(None, q_start, q_end, num_steps, q_start.shape[0])
     if cost is not None and num_steps > 1:
         # Hoist arrays closed over by `cost` into its pytree, so the Newton loop can hold them
         # constant and the implicit correction can still differentiate through them.
         cost = eqx.filter_closure_convert(cost, ks[0], q_start)
     # Tolerances and max_steps are passed as arrays so that changing them does not recompile.
-    q, p, status, diagnostics = _solve(
-        disc, params, q_start, q_end, times, us, cost, beta, guess,
-        jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype), jnp.asarray(int(max_steps), jnp.int32),
-    )
-    traj = Trajectory(times, q, p, status.num_failures, status.first_failed_step)
-    what = f"solve_bvp (two-point boundary-value Newton solve over N={num_steps} steps, rule {disc.rule.name})"
-    if throw and not isinstance(status.num_failures, jax.core.Tracer):
-        _raise_if_failed(what, status, *diagnostics, max_steps)
-    return check_status(traj, status, what, throw)
+    return _solve(disc, params, q_start, q_end, times, us, cost, jnp.asarray(beta, dtype), interior_guess,
+                  jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype), jnp.asarray(max_steps, jnp.int32))
 
 
 @eqx.filter_jit
-def _solve(disc, params, q_start, q_end, times, us, cost, beta, guess, rtol, atol, max_steps):
+def _solve(disc, params, q_start, q_end, times, us, cost, beta, guess, rtol, atol, max_steps) -> Trajectory:
     """Newton solve, implicit-function-theorem tangents and output momenta, compiled as one
-    program (cached across calls that differ only in array values, `dt` included).
-
-    **Returns:** `(q (N+1, n), p (N+1, n), SolveStatus, (residual, iterations, result))`.
-    """
+    program (cached across calls that differ only in array values, `dt` included)."""
     num_steps = times.shape[0] - 1
     ks = jnp.arange(1, num_steps)
+    dtype = q_start.dtype
     if num_steps == 1:
         # No interior node: the trajectory is the single prescribed interval.
         interior = guess
-        status = SolveStatus.fresh()
-        diagnostics = (jnp.zeros_like(guess), jnp.zeros((), jnp.int32), jnp.asarray(_SUCCESS, jnp.int32))
+        result, stats = RESULTS.successful, SolveStats.empty(dtype)
     else:
         constant = _stop_gradient_arrays((disc, params, q_start, q_end, times, us, cost, beta, guess))
         interior_star, system, iterations, result = _newton(
@@ -519,38 +412,13 @@ def _solve(disc, params, q_start, q_end, times, us, cost, beta, guess, rtol, ato
         interior = _implicit_solution(
             interior_star, (disc, params, q_start, q_end, times, us, cost, beta, ks), system
         )
-        failed = result != _SUCCESS
+        failed = result != RESULTS.successful
         scaled = jnp.max(jnp.abs(system.residual) / (atol + rtol * system.scale), axis=1)
         worst_node = 1 + jnp.argmax(jnp.where(jnp.isfinite(scaled), scaled, jnp.inf))
-        status = SolveStatus(failed.astype(jnp.int32), jnp.where(failed, worst_node, -1).astype(jnp.int32))
-        diagnostics = (system.residual, iterations, result)
+        residual = jnp.max(jnp.abs(system.residual))
+        stats = SolveStats(failed.astype(jnp.int32), jnp.where(failed, worst_node, -1).astype(jnp.int32),
+                           iterations.astype(dtype), iterations, jnp.where(jnp.isfinite(residual), residual, jnp.inf))
     q = jnp.concatenate([q_start[None], interior, q_end[None]], axis=0)
     p_minus, p_plus = _all_interval_momenta(disc, params, q, times, us)
     p = jnp.concatenate([p_minus, p_plus[-1:]], axis=0)
-    return q, p, status, diagnostics
-
-
-def _raise_if_failed(what, status, residual, iterations, result, max_steps):
-    """Eager failure report with the cause, iteration count and residual norm."""
-    if int(np.asarray(status.num_failures)) == 0:
-        return
-    residual = np.asarray(residual)
-    norm = float(np.max(np.abs(residual))) if residual.size else 0.0
-    cause = {
-        _MAX_STEPS: f"no convergence within max_steps={max_steps} Newton iterations",
-        _NONFINITE: "non-finite values (singular Jacobian block — a conjugate point? — or NaN/inf "
-        "in the inputs, parameters or model)",
-    }[int(np.asarray(result))]
-    raise ConvergenceError(
-        f"{what} failed: {cause}; after {int(np.asarray(iterations))} iteration(s) the max |DEL residual| "
-        f"is {norm:.3e}, largest (scaled) at node {int(np.asarray(status.first_failed_step))}. Try a "
-        "better q_guess, more max_steps or a smaller dt; pass throw=False to get the last iterate."
-    )
-
-
-__all__ = [
-    "block_tridiagonal_matvec",
-    "interior_del_residual",
-    "solve_block_tridiagonal",
-    "solve_bvp",
-]
+    return Trajectory(times, q, p, result, stats)

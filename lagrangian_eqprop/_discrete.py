@@ -10,6 +10,12 @@ and the discrete Lagrangian is `L_d(a, b) = S(a, Q*(a, b), b)` with internal poi
 `S` stationary (Marsden & West, §2.2). Non-conservative forces enter through the discrete
 Lagrange–d'Alembert principle as the quadrature of the virtual work `∫ F·δq dt`.
 
+Inputs between the nodes follow the piecewise-linear path through the node values (the path
+`diffrax.LinearInterpolation` gives the continuous references, `_model.interpolate_inputs`),
+evaluated here locally, `u(τ) = (1 − τ) u_a + τ u_b` on the interval: the same function,
+without the search for the interval that a global interpolant would do at every quadrature
+point of every step.
+
 Time runs from node `a` to node `b`; feeding the node data (times, inputs) in the opposite
 order gives the same physical system driven backwards in time, which is what the echo uses.
 Every rule here is symmetric, so `L_d(a, b; node_b, node_a) = L_d(b, a; node_a, node_b)` when
@@ -18,115 +24,17 @@ Every rule here is symmetric, so `L_d(a, b; node_b, node_a) = L_d(b, a; node_a, 
 
 from __future__ import annotations
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .model import LagrangianModel, Params
-from .newton import newton_root
+from ._model import LagrangianModel, Params
+from ._root import newton_root, newton_tolerances
+from ._rules import AbstractRule
 
-RULES = ("midpoint", "trapezoid", "galerkin")
-
-
-def _as_tuple(a) -> tuple:
-    a = np.asarray(a, dtype=float)
-    return tuple(_as_tuple(r) for r in a) if a.ndim > 1 else tuple(float(x) for x in a)
-
-
-class QuadratureRule(eqx.Module):
-    """Static description of a one-interval discrete Lagrangian (hashable: stored as tuples).
-
-    **Fields / properties** (NumPy arrays):
-    - `nodes`: quadrature abscissae `τ_i ∈ [0, 1]`, shape `(n_quad,)`.
-    - `weights`: quadrature weights `w_i`, shape `(n_quad,)`, summing to 1.
-    - `interpolation`: `Φ[i, j] = φ_j(τ_i)`, shape `(n_quad, s + 1)`.
-    - `differentiation`: `D[i, j] = φ_j'(τ_i)` (per unit τ), shape `(n_quad, s + 1)`.
-    - `order`: nominal order of accuracy.
-    """
-
-    name: str = eqx.field(static=True)
-    _nodes: tuple = eqx.field(static=True)
-    _weights: tuple = eqx.field(static=True)
-    _interpolation: tuple = eqx.field(static=True)
-    _differentiation: tuple = eqx.field(static=True)
-    order: int = eqx.field(static=True)
-
-    def __init__(self, name, nodes, weights, interpolation, differentiation, order):
-        self.name = name
-        self._nodes = _as_tuple(nodes)
-        self._weights = _as_tuple(weights)
-        self._interpolation = _as_tuple(interpolation)
-        self._differentiation = _as_tuple(differentiation)
-        self.order = int(order)
-
-    nodes = property(lambda self: np.asarray(self._nodes))
-    weights = property(lambda self: np.asarray(self._weights))
-    interpolation = property(lambda self: np.asarray(self._interpolation))
-    differentiation = property(lambda self: np.asarray(self._differentiation))
-
-    @property
-    def num_internal(self) -> int:
-        """Number of internal control points `s − 1`."""
-        return self.interpolation.shape[1] - 2
-
-
-def _lobatto(num_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Lobatto nodes and weights on [0, 1] (endpoints included)."""
-    if num_points == 2:
-        return np.array([0.0, 1.0]), np.array([0.5, 0.5])
-    # Interior nodes are the roots of P'_{s}(x), s = num_points − 1, on [−1, 1].
-    s = num_points - 1
-    legendre = np.polynomial.legendre.Legendre.basis(s)
-    interior = np.sort(np.real(legendre.deriv().roots()))
-    x = np.concatenate([[-1.0], interior, [1.0]])
-    weights = 2.0 / (s * (s + 1) * legendre(x) ** 2)
-    return (x + 1.0) / 2.0, weights / 2.0
-
-
-def _lagrange_matrices(control: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values and derivatives of the Lagrange basis on `control` at `points`."""
-    k = len(control)
-    values = np.zeros((len(points), k))
-    derivs = np.zeros((len(points), k))
-    for j in range(k):
-        others = np.delete(control, j)
-        denom = np.prod(control[j] - others)
-        poly = np.poly1d(others, r=True) / denom
-        values[:, j] = poly(points)
-        derivs[:, j] = poly.deriv()(points)
-    return values, derivs
-
-
-def make_rule(rule: str, degree: int = 2) -> QuadratureRule:
-    """Build the quadrature description of a discrete Lagrangian.
-
-    **Arguments:**
-    - `rule`: `"midpoint"` (implicit midpoint, order 2), `"trapezoid"` (Störmer–Verlet for
-      separable L, order 2) or `"galerkin"` (Galerkin with Gauss–Lobatto quadrature, order 2·degree).
-    - `degree`: polynomial degree of the Galerkin rule (≥ 1; 1 is the trapezoid rule).
-    """
-    if rule == "midpoint":
-        return QuadratureRule(
-            "midpoint", np.array([0.5]), np.array([1.0]),
-            np.array([[0.5, 0.5]]), np.array([[-1.0, 1.0]]), 2,
-        )
-    if rule == "trapezoid":
-        return QuadratureRule(
-            "trapezoid", np.array([0.0, 1.0]), np.array([0.5, 0.5]),
-            np.eye(2), np.array([[-1.0, 1.0], [-1.0, 1.0]]), 2,
-        )
-    if rule == "galerkin":
-        if int(degree) != degree or degree < 1:
-            raise ValueError(f"Galerkin degree must be a positive integer, got {degree!r}.")
-        nodes, weights = _lobatto(int(degree) + 1)
-        phi, dphi = _lagrange_matrices(nodes, nodes)
-        return QuadratureRule(f"galerkin{degree}", nodes, weights, phi, dphi, 2 * int(degree))
-    raise ValueError(f"Unknown rule {rule!r}; choose one of {', '.join(RULES)}.")
-
+__all__ = ["DiscreteLagrangian", "Node", "newton_tolerances"]
 
 Node = tuple  # (t: scalar, u: (m,)) — the data sampled at one time node
 
@@ -137,14 +45,14 @@ class DiscreteLagrangian(eqx.Module):
     **Fields:**
     - `model`: the continuous `LagrangianModel`.
     - `dt`: the step `h > 0`.
-    - `rule`: a `QuadratureRule` (see `make_rule`).
+    - `rule`: an `AbstractRule` (`Midpoint`, `Trapezoid`, `GalerkinLobatto`).
     - `stage_rtol`, `stage_atol`, `stage_max_steps`: Newton tolerances for the internal
       control points of Galerkin rules (`None`: chosen from the dtype, see `newton_tolerances`).
     """
 
     model: LagrangianModel
     dt: float
-    rule: QuadratureRule
+    rule: AbstractRule
     stage_rtol: float | None = eqx.field(static=True, default=None)
     stage_atol: float | None = eqx.field(static=True, default=None)
     stage_max_steps: int = eqx.field(static=True, default=50)
@@ -210,9 +118,8 @@ class DiscreteLagrangian(eqx.Module):
     def internal_points(self, params, q_a, q_b, node_a, node_b):
         """Internal control points `Q*(a, b)`, shape `(s − 1, n)` (empty when `s = 1`).
 
-        Solved by Newton (`newton.newton_root`, differentiable through the implicit function
-        theorem); a failed
-        solve returns NaN, which the callers' convergence checks catch.
+        Solved by Newton (`_root.newton_root`, differentiable through the implicit function
+        theorem); a failed solve returns NaN, which the callers' convergence checks catch.
         """
         guess = self.initial_internal(q_a, q_b)
         if self.rule.num_internal == 0:
@@ -255,10 +162,3 @@ class DiscreteLagrangian(eqx.Module):
             params, q, q_next, node, node_next
         )
         return r if kick is None else r + kick
-
-
-def newton_tolerances(dtype) -> tuple[float, float]:
-    """Default `(rtol, atol)` for Newton solves in the given floating dtype."""
-    eps = float(jnp.finfo(dtype).eps)
-    tol = 100.0 * eps if eps < 1e-10 else math.sqrt(eps)
-    return tol, tol

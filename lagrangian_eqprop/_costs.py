@@ -15,6 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from .errors import InputError
+
+__all__ = ["ReadoutCost", "TerminalCost", "TrackingCost", "check_cost", "trajectory_cost"]
+
 
 def _index_array(indices) -> tuple[int, ...]:
     return tuple(int(i) for i in np.atleast_1d(np.asarray(indices)))
@@ -41,7 +45,7 @@ class TrackingCost(eqx.Module):
         if target.ndim == 1:
             target = target[:, None]
         if target.shape[1] != len(self.indices):
-            raise ValueError(
+            raise InputError(
                 f"TrackingCost: target has {target.shape[1]} column(s) but {len(self.indices)} "
                 f"tracked coordinate(s) {self.indices}."
             )
@@ -73,7 +77,7 @@ class TerminalCost(eqx.Module):
         self.indices = _index_array(indices)
         self.target = jnp.atleast_1d(jnp.asarray(target))
         if self.target.shape != (len(self.indices),):
-            raise ValueError(
+            raise InputError(
                 f"TerminalCost: target shape {self.target.shape} does not match "
                 f"{len(self.indices)} coordinate(s) {self.indices}."
             )
@@ -86,35 +90,50 @@ class TerminalCost(eqx.Module):
 
 
 class ReadoutCost(eqx.Module):
-    """Classification readout: softmax cross-entropy of `scale · q[indices]` against `label`.
+    """Classification readout: softmax cross-entropy of class scores read from coordinates.
 
-    Applied on the last `window` nodes (`final_step − window < k ≤ final_step`), averaged over
-    them, so the class is read from the state of the readout coordinates at the end.
+    Scores `s_c = scale · (q[i_c] − center_c)` (`score="linear"`) or `scale · (q[i_c] −
+    center_c)²` (`score="squared"`: how far readout c is displaced, whatever its sign — the
+    phase-independent choice when the readouts oscillate), one readout coordinate `i_c` per
+    class. The cross-entropy is applied on the last `window` nodes (`final_step − window < k ≤
+    final_step`), averaged over them.
 
     **Fields:**
     - `label`: integer class, shape `()`.
     - `indices`: readout coordinates, one per class (static).
     - `final_step`: last node `N` (static).
     - `window`: number of final nodes that carry the cost (static, default 1).
-    - `scale`: logit scale (turns positions into logits).
+    - `scale`: logit scale.
+    - `center`: `(C,)` rest positions subtracted from the readouts (default zeros).
+    - `score`: `"linear"` (default) or `"squared"` (static).
     """
 
     label: Int[Array, ""]
+    center: Float[Array, " C"]
     indices: tuple[int, ...] = eqx.field(static=True)
     final_step: int = eqx.field(static=True)
     window: int = eqx.field(static=True, default=1)
     scale: float = 1.0
+    score: str = eqx.field(static=True, default="linear")
 
-    def __init__(self, label, indices, final_step: int, window: int = 1, scale: float = 1.0):
+    def __init__(self, label, indices, final_step: int, window: int = 1, scale: float = 1.0, center=None,
+                 score: str = "linear"):
         self.label = jnp.asarray(label, dtype=jnp.int32)
         self.indices = _index_array(indices)
         self.final_step = int(final_step)
         self.window = int(window)
         self.scale = scale
+        self.center = jnp.zeros(len(self.indices)) if center is None else jnp.asarray(center)
+        if score not in ("linear", "squared"):
+            raise InputError(f"ReadoutCost: score must be 'linear' or 'squared', got {score!r}.")
+        self.score = score
+        if self.center.shape != (len(self.indices),):
+            raise InputError(f"ReadoutCost: center has shape {self.center.shape}, expected ({len(self.indices)},).")
 
     def logits(self, q):
-        """Class scores `scale · q[indices]`, shape `(num_classes,)`."""
-        return self.scale * q[jnp.asarray(self.indices)]
+        """Class scores, shape `(num_classes,)`, at one node."""
+        offset = q[jnp.asarray(self.indices)] - self.center
+        return self.scale * (offset if self.score == "linear" else offset**2)
 
     def __call__(self, k, q):
         log_probs = jax.nn.log_softmax(self.logits(q))
@@ -128,3 +147,23 @@ def trajectory_cost(cost, q: Float[Array, "N1 n"], start: int = 1) -> Float[Arra
     ks = jnp.arange(q.shape[0])
     values = jax.vmap(cost)(ks, q)
     return jnp.sum(jnp.where(ks >= start, values, 0.0))
+
+
+def check_cost(cost, num_dof: int, num_steps: int) -> None:
+    """Check a cost's data against the problem before anything runs (eagerly; costs that are
+    plain callables are not inspected). Raises `InputError` naming both shapes."""
+    indices = getattr(cost, "indices", None)
+    if indices is not None:
+        bad = [i for i in indices if not -num_dof <= i < num_dof]
+        if bad:
+            raise InputError(f"{type(cost).__name__}: indices {list(indices)} name coordinate(s) {bad}, but the "
+                             f"model has {num_dof} coordinate(s) (valid 0..{num_dof - 1}).")
+    target = getattr(cost, "target", None)
+    if isinstance(cost, TrackingCost) and target is not None and not isinstance(target, jax.core.Tracer):
+        if target.shape[0] != num_steps + 1:
+            raise InputError(f"TrackingCost: target has {target.shape[0]} rows (shape {tuple(target.shape)}) but the "
+                             f"problem has num_steps + 1 = {num_steps + 1} nodes.")
+    for name in ("final_step",):
+        value = getattr(cost, name, None)
+        if value is not None and not 0 <= value <= num_steps:
+            raise InputError(f"{type(cost).__name__}: {name}={value} is outside the nodes 0..{num_steps}.")

@@ -1,6 +1,6 @@
 """`LagrangianModel`: a compiled scalar Lagrangian and everything derived from it by autodiff.
 
-Only the scalar `L(q, v, t, params, u)` is compiled (from SymPy, see `symbolic.py`); momenta,
+Only the scalar `L(q, v, t, params, u)` is compiled (from SymPy, see `_symbolic/`); momenta,
 energy, mass matrix and the Euler–Lagrange vector field are derived here with JAX autodiff.
 """
 
@@ -14,6 +14,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
+
+__all__ = ["LagrangianModel", "ParameterShapes", "Params", "SeparableStructure", "interpolate_inputs"]
 
 Params = dict[str, Any]
 
@@ -186,11 +188,10 @@ class LagrangianModel(eqx.Module):
 
 
 def interpolate_inputs(times: Float[Array, " N1"], inputs: Float[Array, "N1 m"]) -> Callable:
-    """Piecewise-linear `u(t)` through inputs sampled at the nodes (for continuous references)."""
-    times = jnp.asarray(times)
-    inputs = jnp.asarray(inputs)
+    """Piecewise-linear `u(t) -> (m,)` through inputs sampled at the nodes (continuous references).
 
-    def input_fn(t):
-        return jax.vmap(lambda col: jnp.interp(t, times, col), in_axes=1)(inputs)
-
-    return input_fn
+    A `diffrax.LinearInterpolation`'s bound `evaluate` (a pytree, so it can be passed through
+    `jit` and diffrax's adjoints as an argument). The discrete Lagrangians use the same
+    piecewise-linear path, evaluated locally within each interval (see `_discrete.py`).
+    """
+    return diffrax.LinearInterpolation(ts=jnp.asarray(times), ys=jnp.asarray(inputs)).evaluate

@@ -1,0 +1,368 @@
+"""`VariationalIntegrator`: initial-value stepping (and, through `_bvp`, two-point solves).
+
+A step maps `(q_k, p_k)` to `(q_{k+1}, p_{k+1})` by solving the discrete Legendre transform
+`p_k = p⁻(q_k, q_{k+1})` for `q_{k+1}` and reading `p_{k+1} = p⁺(q_k, q_{k+1})`. The rule object
+(`Midpoint`, `Trapezoid`, `GalerkinLobatto`) decides whether that step is explicit
+(Störmer–Verlet, for the trapezoid rule on `L = ½vᵀMv − V(q, t)` with constant `M`) or needs a
+root finder; the integrator holds the resulting stepper (`_steppers.py`) and `rollout` drives
+it with `lax.scan`, whatever it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from . import _bvp
+from ._checks import as_float_array, check_num_steps, check_params, check_state_pair, finite_or_raise
+from ._discrete import DiscreteLagrangian, Node
+from ._model import LagrangianModel, Params
+from ._root import as_root_finder
+from ._rules import AbstractRule, as_rule
+from ._solution import RESULTS, FinalState, SolveStats, Trajectory, check_solution
+from ._steppers import AbstractStepper, ImplicitStep, StepRecord, StormerVerlet
+from .errors import InputError
+
+__all__ = ["Rollout", "VariationalIntegrator", "as_arrays", "initial_rollout"]
+
+
+class Rollout(eqx.Module):
+    """What `VariationalIntegrator.rollout` returns.
+
+    **Fields:** `q`, `p` (final node, `(n,)`), `accumulated` (the on-the-fly sum, or the
+    initial value), `result`, `stats`, `qs`, `ps` (`(N, n)`, nodes 1..N; `None` unless the
+    trajectory was saved) and `emitted` (the per-step outputs of `emit`, stacked, or `None`).
+    """
+
+    q: Float[Array, " n"]
+    p: Float[Array, " n"]
+    accumulated: Any
+    result: RESULTS
+    stats: SolveStats
+    qs: Any = None
+    ps: Any = None
+    emitted: Any = None
+
+
+class VariationalIntegrator(eqx.Module):
+    """A variational integrator for a `LagrangianModel`.
+
+    **Arguments:**
+    - `model`: the compiled Lagrangian.
+    - `dt`: step `h > 0`.
+    - `rule`: `lep.Midpoint()` (default), `lep.Trapezoid()`, `lep.GalerkinLobatto(degree)`, or
+      the shorthands `"midpoint"`, `"trapezoid"`, `"galerkin"` (with `degree`, default 2 →
+      order 4).
+    - `t0`: time of node 0.
+    - `explicit`: `"auto"` (default) takes the explicit Störmer–Verlet step when the rule allows
+      it for this model (trapezoid, `L = ½vᵀMv − V` with constant `M`, no force); `False`
+      forces the root-finding step; `True` requires the explicit one.
+    - `root_finder`: for implicit steps, `lep.Newton(...)` (default) or an optimistix root
+      finder such as `optx.Newton(rtol, atol, cauchy_termination=False)` (see `_root.py`).
+    - `newton_rtol`, `newton_atol`, `max_newton_steps`: settings of the default `lep.Newton`
+      (`None`: tolerances from the dtype).
+    """
+
+    model: LagrangianModel
+    discrete: DiscreteLagrangian
+    stepper: AbstractStepper
+    rule: AbstractRule
+    dt: float
+    t0: float
+
+    def __init__(
+        self,
+        model: LagrangianModel,
+        dt: float,
+        rule: AbstractRule | str = "midpoint",
+        *,
+        degree: int = 2,
+        t0: float = 0.0,
+        explicit: bool | str = "auto",
+        root_finder=None,
+        newton_rtol: float | None = None,
+        newton_atol: float | None = None,
+        max_newton_steps: int = 20,
+    ):
+        if not isinstance(model, LagrangianModel):
+            raise InputError(f"model must be a LagrangianModel (from compile_lagrangian/compile_network), "
+                             f"got {type(model).__name__}.")
+        if isinstance(dt, bool) or not (np.ndim(dt) == 0 and np.isfinite(float(dt)) and float(dt) > 0):
+            raise InputError(f"dt must be a positive finite number, got {dt!r}.")
+        if explicit not in ("auto", True, False):
+            raise InputError(f"explicit must be 'auto', True or False, got {explicit!r}.")
+        rule = as_rule(rule, degree)
+        can_be_explicit = rule.allows_explicit_step(model)
+        if explicit is True and not can_be_explicit:
+            raise InputError(
+                "explicit=True needs L = ½vᵀMv − V(q, t) with constant M, no non-conservative "
+                f"force, and the trapezoid rule (model separable: {model.separable is not None}, "
+                f"force: {model.force_fn is not None}, rule: {rule.name})."
+            )
+        self.model = model
+        self.dt = dt
+        self.t0 = t0
+        self.rule = rule
+        self.discrete = DiscreteLagrangian(model, dt, rule)
+        if can_be_explicit and explicit != False:  # noqa: E712  ("auto" or True)
+            self.stepper = StormerVerlet(model, dt)
+        else:
+            finder = as_root_finder(root_finder, rtol=newton_rtol, atol=newton_atol, max_steps=max_newton_steps)
+            self.stepper = ImplicitStep(self.discrete, finder)
+
+    @property
+    def explicit(self) -> bool:
+        """Whether steps are explicit (Störmer–Verlet) rather than root solves."""
+        return isinstance(self.stepper, StormerVerlet)
+
+    def describe(self) -> str:
+        """`"<rule> rule, <step kind>"`, used in messages."""
+        return f"{self.rule.name} rule, {self.stepper.description}"
+
+    # ----------------------------------------------------------------- nodes
+    def node_times(self, num_steps: int, dtype=None) -> Float[Array, " N1"]:
+        """Node times `t_0 + k h`, shape `(N+1,)`."""
+        return self.t0 + self.dt * jnp.arange(num_steps + 1, dtype=dtype)
+
+    def node_inputs(self, num_steps: int, inputs=None, dtype=None) -> Float[Array, "N1 m"]:
+        """Inputs sampled at the nodes, shape `(N+1, m)`.
+
+        `inputs` may be `None` (all zeros), an array of shape `(N+1, m)` (or `(N+1,)` when
+        `m = 1`), or a callable `u(t) -> (m,)` evaluated at the node times.
+        """
+        m = self.model.num_inputs
+        if inputs is None:
+            return jnp.zeros((num_steps + 1, m), dtype=dtype)
+        if callable(inputs):
+            times = self.node_times(num_steps, dtype)
+            return jnp.reshape(jax.vmap(inputs)(times), (num_steps + 1, m))
+        inputs = as_float_array(inputs, dtype)
+        if inputs.ndim == 1 and m == 1:
+            inputs = inputs[:, None]
+        if inputs.shape != (num_steps + 1, m):
+            raise InputError(
+                f"inputs must have shape (num_steps + 1, {m}) = ({num_steps + 1}, {m}) for inputs "
+                f"{self.model.input_names}, got {tuple(inputs.shape)}."
+            )
+        return inputs
+
+    # -------------------------------------------------------- initial data
+    def initial_momentum(self, params: Params, q0, v0, t0=None, u0=None) -> Float[Array, " n"]:
+        """`p_0 = ∂L/∂v(q_0, v_0, t_0)`: the continuous Legendre transform of a given velocity."""
+        t0 = self.t0 if t0 is None else t0
+        return self.model.momentum(q0, v0, t0, params, u0)
+
+    def velocity_estimate(self, params: Params, q, p, t, u) -> Float[Array, " n"]:
+        """Velocity from momentum, exact when L is quadratic in v (a predictor, and the
+        velocity used for energies)."""
+        if self.model.separable is not None:
+            return self.model.separable.solve_mass(params, p)
+        zero = jnp.zeros_like(q)
+        mass = self.model.mass_matrix(q, zero, t, params, u)
+        return jnp.linalg.solve(mass, p - self.model.momentum(q, zero, t, params, u))
+
+    def energies(self, params: Params, trajectory: Trajectory, inputs=None) -> Float[Array, " N1"]:
+        """Energy `p·v − L` at every node of `trajectory`, shape `(N+1,)` (velocity from the
+        node momentum, `velocity_estimate`)."""
+        num_steps = trajectory.q.shape[0] - 1
+        us = self.node_inputs(num_steps, inputs, trajectory.q.dtype)
+
+        def energy(q, p, t, u):
+            v = self.velocity_estimate(params, q, p, t, u)
+            return self.model.energy(q, v, t, params, u)
+
+        return jax.vmap(energy)(trajectory.q, trajectory.p, trajectory.t, us)
+
+    # -------------------------------------------------------------- one step
+    def step(self, params: Params, q, p, node_a: Node, node_b: Node, q_guess=None):
+        """One step `(q_a, p_a) → (q_b, p_b)` across the interval from `node_a` to `node_b`.
+
+        **Arguments:**
+        - `q`, `p`: position and momentum at node a, shape `(n,)`.
+        - `node_a`, `node_b`: `(t, u)` at the two ends (feed them reversed to run backwards).
+        - `q_guess`: predictor for `q_b` (implicit steps); default `q_a`.
+
+        **Returns:** `(q_b, p_b, ok)` with `ok` a boolean scalar (converged and finite).
+        """
+        if isinstance(self.stepper, ImplicitStep):
+            q_b, p_b, info = self.stepper.solve(params, q, p, node_a, node_b, q if q_guess is None else q_guess)
+            return q_b, p_b, info.ok
+        aux = self.stepper.init(params, q, p, node_a, self.dt)
+        q_b, p_b, _, _ = self.stepper.step(params, q, p, aux, node_a, node_b)
+        return q_b, p_b, jnp.all(jnp.isfinite(q_b)) & jnp.all(jnp.isfinite(p_b))
+
+    # --------------------------------------------------------------- rollout
+    def rollout(
+        self,
+        params: Params,
+        q0,
+        p0,
+        times: Float[Array, " N1"],
+        inputs: Float[Array, "N1 m"],
+        *,
+        kick: Callable[[Any, Array], Array] | None = None,
+        accumulate: Callable | None = None,
+        accumulator_init: Any = None,
+        save_trajectory: bool = True,
+        emit: Callable | None = None,
+        v0_hint=None,
+    ) -> Rollout:
+        """Step through the nodes with `lax.scan`; the engine behind `simulate` and the echo.
+
+        **Arguments:**
+        - `q0`, `p0`: initial position and momentum, shape `(n,)`.
+        - `times`, `inputs`: node data in the order the rollout visits them, shapes `(N+1,)`
+          and `(N+1, m)` (reverse them to run the echo).
+        - `kick(j, q_{j+1}) -> (n,)`: added to `p_{j+1}` after step j (nudging).
+        - `accumulate(j, q_j, q_{j+1}, node_j, node_{j+1}) -> pytree`: summed over steps on the
+          fly (e.g. `∂_θ L_d`), starting from `accumulator_init`.
+        - `save_trajectory`: keep all nodes (`True`) or only the final one (O(1) memory in N).
+        - `emit(j, q_j, q_{j+1}, node_j, node_{j+1}) -> pytree`: per-step outputs, stacked
+          along a leading axis of length N (memory O(N), like the node data).
+        - `v0_hint`: initial velocity for the first predictor (default from `p0`).
+
+        **Returns:** a `Rollout` (never raises: read its `result`).
+        """
+        num_steps = times.shape[0] - 1
+        stepper = self.stepper
+        if v0_hint is None and isinstance(stepper, ImplicitStep):
+            v0_hint = self.velocity_estimate(params, q0, p0, times[0], inputs[0])
+        aux0 = stepper.init(params, q0, p0, (times[0], inputs[0]), self.dt, v0_hint)
+
+        def body(carry, _):
+            j, q, p, aux, acc, record = carry
+            node_a = (times[j], inputs[j])
+            node_b = (times[j + 1], inputs[j + 1])
+            q_b, p_b, aux_b, info = stepper.step(params, q, p, aux, node_a, node_b)
+            if kick is not None:
+                p_b = p_b + kick(j, q_b)
+            if accumulate is not None:
+                acc = jax.tree_util.tree_map(jnp.add, acc, accumulate(j, q, q_b, node_a, node_b))
+            if info is not None:
+                record = record.record(j, info)
+            out = ((q_b, p_b) if save_trajectory else None,
+                   emit(j, q, q_b, node_a, node_b) if emit is not None else None)
+            return (j + 1, q_b, p_b, aux_b, acc, record), out
+
+        # The step index is carried (not scanned over) so that memory stays O(1) in N.
+        carry0 = (jnp.zeros((), jnp.int32), q0, p0, aux0, accumulator_init, StepRecord.fresh(q0.dtype))
+        (_, q_n, p_n, _, acc, record), (nodes, emitted) = jax.lax.scan(body, carry0, None, length=num_steps)
+        qs, ps = nodes if save_trajectory else (None, None)
+        result, stats = stepper.finish(record, q_n, p_n, qs, ps, num_steps)
+        return Rollout(q_n, p_n, acc, result, stats, qs, ps, emitted)
+
+    # ------------------------------------------------------------ simulate
+    def prepare(self, params: Params, q0, v0, p0, num_steps, inputs):
+        """Validated `(params, q0, v0, p0, inputs (N+1, m), num_steps)` for an initial-value run
+        (eager checks: names, shapes, finite values)."""
+        check_params(self.model, params)
+        num_steps = check_num_steps(num_steps)
+        q0, v0, p0 = check_state_pair(self.model, q0, v0, p0)
+        us = self.node_inputs(num_steps, inputs, q0.dtype)
+        params = as_arrays(params)
+        finite_or_raise({"q0": q0, "v0": v0, "p0": p0, "inputs": us,
+                         **{f"params[{k!r}]": v for k, v in params.items()}})
+        return params, q0, v0, p0, us, num_steps
+
+    def simulate(
+        self,
+        params: Params,
+        q0,
+        v0=None,
+        num_steps: int = 100,
+        inputs=None,
+        *,
+        p0=None,
+        throw: bool = True,
+    ) -> Trajectory:
+        """Integrate the initial-value problem from `(q0, v0)` or `(q0, p0)`.
+
+        **Arguments:**
+        - `params`: `{name: array}`.
+        - `q0`: initial positions `(n,)`; `v0`: initial velocities `(n,)` (turned into `p_0`
+          by the continuous Legendre transform), or keyword `p0`: initial momenta.
+        - `num_steps`: `N`.
+        - `inputs`: node-sampled inputs `(N+1, m)` or a callable `u(t)` (see `node_inputs`).
+        - `throw`: on a failed step raise `ConvergenceError` naming the step and the cause (a
+          runtime error with the same cause under `jit`); with `False`, read `.result`.
+
+        **Returns:** a `Trajectory` with `q`, `p` of shape `(N+1, n)`, `result` and `stats`.
+        """
+        params, q0, v0, p0, us, num_steps = self.prepare(params, q0, v0, p0, num_steps, inputs)
+        traj = _simulate_jit(self, params, q0, v0, p0, us)
+        return check_solution(traj, traj.result, traj.stats, what=f"simulate ({self.describe()})", throw=throw)
+
+    def final_state(self, params: Params, q0, v0=None, num_steps: int = 100, inputs=None, *, p0=None,
+                    throw: bool = True) -> FinalState:
+        """Like `simulate` but keeps only the final node (O(1) memory in N).
+
+        **Returns:** a `FinalState` (`q`, `p`, `result`, `stats`); it unpacks as `q_N, p_N`.
+        """
+        params, q0, v0, p0, us, num_steps = self.prepare(params, q0, v0, p0, num_steps, inputs)
+        final = _final_state_jit(self, params, q0, v0, p0, us)
+
+        def locate():  # only on an eager failure of the explicit path: re-run storing the nodes
+            traj = _simulate_jit(self, params, q0, v0, p0, us)
+            first = int(np.asarray(traj.stats.first_failed))
+            return f" at step {first}" if first >= 0 else ""
+
+        return check_solution(final, final.result, final.stats, what=f"final_state ({self.describe()})",
+                              throw=throw, locate=locate)
+
+    # ------------------------------------------------------------ boundary value
+    def solve_bvp(
+        self,
+        params: Params,
+        q_start,
+        q_end,
+        num_steps: int = 100,
+        inputs=None,
+        *,
+        cost=None,
+        beta=0.0,
+        q_guess=None,
+        throw: bool = True,
+        **solver_options,
+    ) -> Trajectory:
+        """Two-point boundary-value solve: the stationary discrete trajectory from `q_start`
+        to `q_end` (optionally nudged by `beta · Σ_k cost(k, q_k)`). See `lep.solve_bvp`."""
+        return _bvp.solve_bvp(
+            self, params, q_start, q_end, num_steps, inputs,
+            cost=cost, beta=beta, q_guess=q_guess, throw=throw, **solver_options,
+        )
+
+
+def as_arrays(tree):
+    """Convert the leaves of a parameter pytree to JAX arrays (Python floats would otherwise be
+    static under `eqx.filter_jit` and trigger a recompilation for every new value)."""
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+
+
+def initial_rollout(integ: VariationalIntegrator, params, q0, v0, p0, us, save_trajectory: bool) -> tuple:
+    """`(times, p0, Rollout)` of the free run from `(q0, v0)` or `(q0, p0)` (traceable)."""
+    times = integ.node_times(us.shape[0] - 1, q0.dtype)
+    if p0 is None:
+        p0 = integ.initial_momentum(params, q0, v0, times[0], us[0])
+    return times, p0, integ.rollout(params, q0, p0, times, us, save_trajectory=save_trajectory, v0_hint=v0)
+
+
+# Compiled once per (integrator, shapes): eager calls in a Python loop do not re-trace the scan.
+@eqx.filter_jit
+def _simulate_jit(integ, params, q0, v0, p0, us) -> Trajectory:
+    times, p0, run = initial_rollout(integ, params, q0, v0, p0, us, True)
+    q = jnp.concatenate([q0[None], run.qs], axis=0)
+    p = jnp.concatenate([p0[None], run.ps], axis=0)
+    return Trajectory(times, q, p, run.result, run.stats)
+
+
+@eqx.filter_jit
+def _final_state_jit(integ, params, q0, v0, p0, us) -> FinalState:
+    _, _, run = initial_rollout(integ, params, q0, v0, p0, us, False)
+    return FinalState(run.q, run.p, run.result, run.stats)
+

@@ -1,0 +1,215 @@
+"""The failure contract: result codes, solve statistics, solution objects, and how failures surface.
+
+Every solver and estimator returns its value together with a `result` (an `RESULTS` item) and
+`stats` (a `SolveStats`), computed inside the compiled program without raising. Then:
+
+- `throw=False`: the caller reads `result` / `stats` (nothing is raised);
+- `throw=True` and a concrete (eager) result: a `ConvergenceError` naming the operation, the
+  step or node and the likely cause;
+- `throw=True` inside `jit` / `vmap` / `grad`: the same message through `eqx.branched_error_if`
+  (the location is then only in `stats`, which a traced error message cannot read).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from .errors import ConvergenceError
+
+__all__ = ["RESULTS", "FinalState", "GradientResult", "SolveStats", "Trajectory", "check_solution", "first_failure"]
+
+
+class RESULTS(eqx.Enumeration):
+    """Why a solve stopped. `RESULTS.successful` is the only success."""
+
+    successful = ""
+    nonfinite_state = (
+        "the state became non-finite: an explicit step is unstable when dt exceeds ~2/ω_max "
+        "(ω_max the highest linearised frequency), or the initial state, parameters or inputs "
+        "contain NaN/inf"
+    )
+    max_steps_reached = (
+        "Newton did not converge within its maximum number of iterations: the time step is too "
+        "large for the nonlinearity, or the initial guess is far from the solution"
+    )
+    newton_nonfinite = (
+        "Newton produced non-finite values: NaN/inf in the initial state, parameters or inputs, "
+        "or the iteration blew up (try a smaller time step)"
+    )
+    singular = (
+        "the Newton system is singular: a degenerate mass matrix, or (two-point problems) a "
+        "conjugate point of the start node"
+    )
+    diverged = "Newton diverged (its steps grew): the time step is too large for the nonlinearity"
+
+
+class SolveStats(eqx.Module):
+    """Statistics of a solve (each field a scalar, or batched under `vmap`).
+
+    **Fields:**
+    - `num_failures`: steps (initial-value) or solves (two-point) that failed.
+    - `first_failed`: the first failed step (initial-value; step `k` goes from node `k` to
+      `k+1`) or the node with the largest residual of a failed two-point solve; −1 if none.
+    - `newton_iterations_mean`, `newton_iterations_max`: Newton iterations per step (0 on the
+      explicit path); for a two-point solve, the iterations of the whole-trajectory Newton.
+    - `max_residual`: the worst final residual (max-norm) over the steps or nodes.
+    """
+
+    num_failures: Int[Array, ""]
+    first_failed: Int[Array, ""]
+    newton_iterations_mean: Float[Array, ""]
+    newton_iterations_max: Int[Array, ""]
+    max_residual: Float[Array, ""]
+
+    @staticmethod
+    def empty(dtype=float) -> "SolveStats":
+        """Statistics of a solve that did nothing (and so cannot have failed)."""
+        zero = jnp.zeros((), jnp.int32)
+        return SolveStats(zero, -jnp.ones((), jnp.int32), jnp.zeros((), dtype), zero, jnp.zeros((), dtype))
+
+
+class Trajectory(eqx.Module):
+    """A discrete trajectory on the nodes `t_k = t_0 + k h`, `k = 0..N`.
+
+    **Fields:**
+    - `t`: node times, shape `(N+1,)`.
+    - `q`: positions, shape `(N+1, n)`.
+    - `p`: discrete momenta, shape `(N+1, n)` (`p⁺_k = p⁻_k` on a free trajectory; at the
+      ends, `p_0` is the initial momentum and `p_N = p⁺_N`).
+    - `result`: an `RESULTS` item; `stats`: a `SolveStats`.
+    """
+
+    t: Float[Array, " N1"]
+    q: Float[Array, "N1 n"]
+    p: Float[Array, "N1 n"]
+    result: RESULTS
+    stats: SolveStats
+
+    @property
+    def converged(self) -> Bool[Array, ""]:
+        """True when the solve succeeded."""
+        return self.result == RESULTS.successful
+
+    @property
+    def num_failures(self) -> Int[Array, ""]:
+        """Number of failed steps (or solves); see `stats`."""
+        return self.stats.num_failures
+
+    @property
+    def first_failed_step(self) -> Int[Array, ""]:
+        """`stats.first_failed`: the first failed step (or worst node), −1 when none."""
+        return self.stats.first_failed
+
+
+class FinalState(eqx.Module):
+    """The final node of an initial-value run (nothing else stored).
+
+    **Fields:** `q` `(n,)`, `p` `(n,)`, `result`, `stats`. Unpacks as `q_N, p_N = final`.
+    """
+
+    q: Float[Array, " n"]
+    p: Float[Array, " n"]
+    result: RESULTS
+    stats: SolveStats
+
+    def __iter__(self):
+        return iter((self.q, self.p))
+
+
+class GradientResult(eqx.Module):
+    """What an estimator returns when asked for more than the parameter gradient.
+
+    **Fields** (`None` where not applicable):
+    - `params`: `dℒ/dθ`, a dict shaped like `params`.
+    - `loss`: `ℒ` on the free trajectory.
+    - `q0`: `dℒ/dq_0` (with `v0` or `p0` held fixed, whichever was given), shape `(n,)`.
+    - `v0` / `p0`: gradient w.r.t. the given initial velocity / momentum, shape `(n,)`.
+    - `inputs`: `dℒ/du_k` for the node-sampled inputs, shape `(N+1, m)`.
+    - `result`, `stats`: how the solves behind the estimate went (the first failed pass's
+      result; statistics merged over the passes).
+    """
+
+    params: Any
+    loss: Any = None
+    q0: Any = None
+    v0: Any = None
+    p0: Any = None
+    inputs: Any = None
+    result: Any = None
+    stats: Any = None
+
+
+def first_failure(result: RESULTS, *others: RESULTS) -> RESULTS:
+    """The first non-successful result of `result, *others` (elementwise), else success."""
+    for other in others:
+        result = RESULTS.where(result == RESULTS.successful, other, result)
+    return result
+
+
+def _traced(*values) -> bool:
+    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(values))
+
+
+def _message(what: str, code: int, location: str, stats_text: str) -> str:
+    cause = RESULTS._index_to_message[code] if 0 <= code < len(RESULTS) else "unknown failure"
+    return (f"{what} failed{location}: {cause}.{stats_text} Pass throw=False to get the partial "
+            "result and read its `.result` and `.stats`.")
+
+
+def _stats_text(stats: SolveStats, index) -> str:
+    mean = float(np.asarray(stats.newton_iterations_mean).reshape(-1)[index])
+    if mean == 0.0:
+        return ""
+    largest = int(np.asarray(stats.newton_iterations_max).reshape(-1)[index])
+    residual = float(np.asarray(stats.max_residual).reshape(-1)[index])
+    return f" (Newton iterations per step: mean {mean:.1f}, max {largest}; worst residual {residual:.2e})"
+
+
+def check_solution(value, result: RESULTS, stats: SolveStats | None, *, what: str, unit: str = "step",
+                   throw: bool = True, locate=None, context=None):
+    """Apply the failure contract (module docstring) to `value` and return it.
+
+    **Arguments:**
+    - `value`: what the caller returns (any pytree).
+    - `result`, `stats`: from the solve (possibly batched).
+    - `what`: the operation, e.g. `"simulate (midpoint rule, Newton)"`.
+    - `unit`: `"step"` or `"node"`, how `stats.first_failed` is reported.
+    - `throw`: apply the contract; with False, `value` is returned untouched.
+    - `locate`: optional callable returning a location text (e.g. from a re-run that stores the
+      trajectory) when `stats.first_failed` is −1; called only on an eager failure.
+    - `context`: optional callable returning text appended to the location (e.g. which pass
+      of an estimator failed); called only on an eager failure.
+    """
+    if not throw:
+        return value
+    code = result._value
+    if _traced(code, stats):
+        msgs = [_message(what, i, f" ({unit} in `.stats.first_failed`)", "") for i in range(len(RESULTS))]
+        code = jnp.asarray(code)
+        return eqx.branched_error_if(value, jnp.any(code != 0), jnp.max(code), msgs)
+    codes = np.asarray(code).reshape(-1)
+    bad = np.flatnonzero(codes != 0)
+    if bad.size == 0:
+        return value
+    index = int(bad[0])
+    batch = f" (batch element {index} of {codes.size})" if codes.size > 1 else ""
+    location = ""
+    stats_text = ""
+    if stats is not None:
+        first = int(np.asarray(stats.first_failed).reshape(-1)[index])
+        if first >= 0:
+            total = int(np.asarray(stats.num_failures).reshape(-1)[index])
+            more = f", {total} failed {unit}s in all" if unit == "step" and total > 1 else ""
+            location = f" at {unit} {first}{more}"
+        stats_text = _stats_text(stats, index)
+    if not location and locate is not None:
+        location = locate()
+    if context is not None:
+        location += context()
+    raise ConvergenceError(_message(what, int(codes[index]), location + batch, stats_text))

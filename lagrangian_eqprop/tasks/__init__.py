@@ -1,0 +1,42 @@
+"""Learning tasks for physical systems, with their data generated in-package (nothing downloaded).
+
+Registered tasks (`available_tasks()`; build one with `get_task(name, **overrides)`):
+
+- `tracking` — the flagship: six masses coupled by springs between two walls, an input force
+  drives the first mass; train the couplings so that the fourth mass follows a target signal
+  (produced by a hidden teacher chain driven by the same input, so it can be followed exactly).
+- `sysid` — system identification, student–teacher: recover the hidden spring stiffnesses of a
+  walled mass–spring chain from its observed trajectories. Supports fixed-endpoint training
+  (`estimator="bvp"`).
+- `classification` — an oscillator chain reads a 1-D signal (sine, square or sawtooth with
+  random frequency, phase and noise) as the force on its first mass; the squared displacements
+  of three readout masses at the end of the run are the class scores.
+- `pendulum` — a chain of torsionally coupled nonlinear pendula learns the map from an initial
+  angle pattern to the pattern at time T produced by a teacher chain (couplings and lengths).
+
+Samples are dicts of arrays with a leading sample axis; every sample has `q0`, `v0` (initial
+state), `inputs` (node-sampled inputs, `(N+1, m)`, only when the system has inputs) and the
+data its cost needs (`target`, `label`, ...); fixed-endpoint tasks also carry `q_start`,
+`q_end`.
+"""
+
+from ..errors import ConfigError
+from . import _classification, _mechanics  # noqa: F401  (register the tasks)
+from ._classification import classification
+from ._mechanics import pendulum, sysid, tracking
+from ._task import Task, available_tasks, get_task, register, resolve_options, task_description, task_options
+
+__all__ = [
+    "ConfigError",
+    "Task",
+    "available_tasks",
+    "classification",
+    "get_task",
+    "pendulum",
+    "register",
+    "resolve_options",
+    "sysid",
+    "task_description",
+    "task_options",
+    "tracking",
+]
