@@ -21,12 +21,12 @@ def transpose_blocks(blocks: Array) -> Array:
 
 
 def block_tridiagonal_matvec(
-    lower: Float[Array, "K-1 n n"],
+    lower: Float[Array, "K1 n n"],
     diag: Float[Array, "K n n"],
-    upper: Float[Array, "K-1 n n"],
+    upper: Float[Array, "K1 n n"],
     x: Float[Array, "K n"],
 ) -> Float[Array, "K n"]:
-    """Product `A x` with a block-tridiagonal matrix `A`, without forming `A`.
+    """Product `A x` with a block-tridiagonal matrix `A`, without forming `A` (`K1 = K − 1`).
 
     **Arguments:**
     - `lower`: sub-diagonal blocks, `lower[i] = A[i+1, i]`, shape `(K−1, n, n)`.
@@ -44,12 +44,13 @@ def block_tridiagonal_matvec(
 
 
 def solve_block_tridiagonal(
-    lower: Float[Array, "K-1 n n"],
+    lower: Float[Array, "K1 n n"],
     diag: Float[Array, "K n n"],
-    upper: Float[Array, "K-1 n n"],
+    upper: Float[Array, "K1 n n"],
     rhs: Float[Array, "K n *r"],
 ) -> Float[Array, "K n *r"]:
-    """Solve `A x = rhs` for a block-tridiagonal `A` by block Gaussian elimination (block Thomas).
+    """Solve `A x = rhs` for a block-tridiagonal `A` by block Gaussian elimination (block Thomas),
+    `K1 = K − 1`.
 
     Cost O(K n³) time and O(K n²) memory, with `lax.scan` over the K block rows (a forward
     elimination sweep, then back substitution). Each pivot block, the Schur complement

@@ -33,12 +33,12 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ._block_tridiagonal import block_tridiagonal_matvec, solve_block_tridiagonal, transpose_blocks
 from ._checks import as_vector, check_num_steps, check_params, finite_or_raise
 from ._discrete import DiscreteLagrangian
-from ._model import Params
+from ._typing import NodeInputs, Number, Params, StateVector
 from ._root import newton_tolerances
 from ._solution import RESULTS, SolveStats, Trajectory, check_solution
 from .errors import InputError
@@ -93,9 +93,9 @@ class _NewtonSystem(eqx.Module):
     """Residual, Jacobian blocks and the residual's round-off scale at one Newton iterate."""
 
     residual: Float[Array, "K n"]
-    lower: Float[Array, "K-1 n n"]
+    lower: Float[Array, "K1 n n"]
     diag: Float[Array, "K n n"]
-    upper: Float[Array, "K-1 n n"]
+    upper: Float[Array, "K1 n n"]
     scale: Float[Array, "K n"]
 
 
@@ -141,7 +141,7 @@ def interior_del_residual(
     *,
     cost: Callable | None = None,
     beta=0.0,
-) -> Float[Array, "N-1 n"]:
+) -> Float[Array, "N1m n"]:
     """Nudged discrete Euler–Lagrange residual of a whole trajectory at its interior nodes.
 
     **Arguments:**
@@ -288,17 +288,17 @@ def _interior_guess(q_guess, q_start, q_end, num_steps: int, n: int):
 def solve_bvp(
     integ,
     params: Params,
-    q_start: Float[Array, " n"],
-    q_end: Float[Array, " n"],
+    q_start: StateVector,
+    q_end: StateVector,
     num_steps: int,
-    inputs=None,
+    inputs: NodeInputs = None,
     *,
     cost: Callable | None = None,
-    beta=0.0,
-    q_guess=None,
+    beta: Number = 0.0,
+    q_guess: Real[ArrayLike, "..."] | None = None,
     throw: bool = True,
-    rtol: float | None = None,
-    atol: float | None = None,
+    rtol: Number | None = None,
+    atol: Number | None = None,
     max_steps: int = 50,
 ) -> Trajectory:
     """Stationary discrete trajectory between two prescribed positions (theory §3a).

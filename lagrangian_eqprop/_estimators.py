@@ -21,6 +21,7 @@ The variant of an EqProp estimator is a contrast object (`_contrasts.py`), one c
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -35,6 +36,7 @@ from ._costs import check_cost, trajectory_cost
 from ._echo import check_echo_exact, echo_gradient, theta_gradient
 from ._integrate import as_arrays
 from ._solution import RESULTS, GradientResult, check_solution, first_failure
+from ._typing import NodeInputs, Number, Params, StateVector
 from .errors import EstimatorError
 
 __all__ = [
@@ -117,8 +119,8 @@ class AbstractEqProp(AbstractEstimator):
     """An EqProp estimator: a nudging strength `beta` (`None`: `default_beta` of the dtype) and a
     `variant` (`"centered"`, `"positive"`, `"negative"` or a contrast object)."""
 
-    beta: float | None = None
-    variant: Any = "centered"
+    beta: Number | None = None
+    variant: str | AbstractContrast = "centered"
 
     def __check_init__(self):
         as_contrast(self.variant)  # an unknown variant is refused at construction
@@ -381,23 +383,23 @@ def run_estimator(estimator, integ, params, cost, *, throw: bool = True, full: b
 
 def eqprop_gradient(
     integ,
-    params,
-    cost,
-    method="echo",
-    beta: float | None = None,
-    variant: str | None = None,
+    params: Params,
+    cost: Callable,
+    method: str | AbstractEstimator = "echo",
+    beta: Number | None = None,
+    variant: str | AbstractContrast | None = None,
     *,
-    q0=None,
-    v0=None,
-    p0=None,
-    q_start=None,
-    q_end=None,
+    q0: StateVector | None = None,
+    v0: StateVector | None = None,
+    p0: StateVector | None = None,
+    q_start: StateVector | None = None,
+    q_end: StateVector | None = None,
     num_steps: int,
-    inputs=None,
+    inputs: NodeInputs = None,
     return_all: bool = False,
     correction: bool | None = None,
     throw: bool = True,
-):
+) -> dict | GradientResult:
     """A gradient estimate `dℒ/dθ` by an estimator object (or its name).
 
     **Arguments:**

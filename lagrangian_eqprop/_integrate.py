@@ -17,16 +17,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from . import _bvp
 from ._checks import as_float_array, check_num_steps, check_params, check_state_pair, finite_or_raise
 from ._discrete import DiscreteLagrangian, Node
-from ._model import LagrangianModel, Params
+from ._model import LagrangianModel
 from ._root import as_root_finder
 from ._rules import AbstractRule, as_rule
 from ._solution import RESULTS, FinalState, SolveStats, Trajectory, check_solution
 from ._steppers import AbstractStepper, ImplicitStep, StepRecord, StormerVerlet
+from ._typing import NodeInputs, Number, Params, StateVector
 from .errors import InputError
 
 __all__ = ["Rollout", "VariationalIntegrator", "as_arrays", "initial_rollout"]
@@ -73,21 +74,21 @@ class VariationalIntegrator(eqx.Module):
     discrete: DiscreteLagrangian
     stepper: AbstractStepper
     rule: AbstractRule
-    dt: float
-    t0: float
+    dt: Number
+    t0: Number
 
     def __init__(
         self,
         model: LagrangianModel,
-        dt: float,
+        dt: Number,
         rule: AbstractRule | str = "midpoint",
         *,
         degree: int = 2,
-        t0: float = 0.0,
+        t0: Number = 0.0,
         explicit: bool | str = "auto",
-        root_finder=None,
-        newton_rtol: float | None = None,
-        newton_atol: float | None = None,
+        root_finder: Any = None,
+        newton_rtol: Number | None = None,
+        newton_atol: Number | None = None,
         max_newton_steps: int = 20,
     ):
         if not isinstance(model, LagrangianModel):
@@ -127,10 +128,11 @@ class VariationalIntegrator(eqx.Module):
 
     # ----------------------------------------------------------------- nodes
     def node_times(self, num_steps: int, dtype=None) -> Float[Array, " N1"]:
-        """Node times `t_0 + k h`, shape `(N+1,)`."""
+        """Node times `t_0 + k h`, shape `(N+1,)` (of `dtype`, default the default float)."""
+        dtype = jnp.result_type(float) if dtype is None else dtype
         return self.t0 + self.dt * jnp.arange(num_steps + 1, dtype=dtype)
 
-    def node_inputs(self, num_steps: int, inputs=None, dtype=None) -> Float[Array, "N1 m"]:
+    def node_inputs(self, num_steps: int, inputs: NodeInputs = None, dtype=None) -> Float[Array, "N1 m"]:
         """Inputs sampled at the nodes, shape `(N+1, m)`.
 
         `inputs` may be `None` (all zeros), an array of shape `(N+1, m)` (or `(N+1,)` when
@@ -273,12 +275,12 @@ class VariationalIntegrator(eqx.Module):
     def simulate(
         self,
         params: Params,
-        q0,
-        v0=None,
+        q0: StateVector,
+        v0: StateVector | None = None,
         num_steps: int = 100,
-        inputs=None,
+        inputs: NodeInputs = None,
         *,
-        p0=None,
+        p0: StateVector | None = None,
         throw: bool = True,
     ) -> Trajectory:
         """Integrate the initial-value problem from `(q0, v0)` or `(q0, p0)`.
@@ -298,8 +300,8 @@ class VariationalIntegrator(eqx.Module):
         traj = _simulate_jit(self, params, q0, v0, p0, us)
         return check_solution(traj, traj.result, traj.stats, what=f"simulate ({self.describe()})", throw=throw)
 
-    def final_state(self, params: Params, q0, v0=None, num_steps: int = 100, inputs=None, *, p0=None,
-                    throw: bool = True) -> FinalState:
+    def final_state(self, params: Params, q0: StateVector, v0: StateVector | None = None, num_steps: int = 100,
+                    inputs: NodeInputs = None, *, p0: StateVector | None = None, throw: bool = True) -> FinalState:
         """Like `simulate` but keeps only the final node (O(1) memory in N).
 
         **Returns:** a `FinalState` (`q`, `p`, `result`, `stats`); it unpacks as `q_N, p_N`.
@@ -319,14 +321,14 @@ class VariationalIntegrator(eqx.Module):
     def solve_bvp(
         self,
         params: Params,
-        q_start,
-        q_end,
+        q_start: StateVector,
+        q_end: StateVector,
         num_steps: int = 100,
-        inputs=None,
+        inputs: NodeInputs = None,
         *,
-        cost=None,
-        beta=0.0,
-        q_guess=None,
+        cost: Callable | None = None,
+        beta: Number = 0.0,
+        q_guess: Real[ArrayLike, "..."] | None = None,
         throw: bool = True,
         **solver_options,
     ) -> Trajectory:

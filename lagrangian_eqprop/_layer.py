@@ -7,14 +7,18 @@ code does not change when the estimator changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from ._checks import as_float_array
 from ._echo import free_pass
 from ._estimators import Echo, Problem, as_estimator
 from ._solution import check_solution
+from ._typing import NodeInputs, Number, Params, StateVector
 from .errors import EstimatorError
 
 __all__ = ["echo_loss"]
@@ -54,8 +58,9 @@ def _echo_loss_bwd(result, g_loss, perturbed, diff, integ, cost, settings):
     return jax.tree_util.tree_map(lambda x: g_loss * x, (result.params, result.q0, g_x0, g_inputs))
 
 
-def echo_loss(integ, params, cost, *, q0, v0=None, p0=None, num_steps: int, inputs=None, beta: float | None = None,
-              variant: str | None = None, estimator: Echo | None = None):
+def echo_loss(integ, params: Params, cost: Callable, *, q0: StateVector, v0: StateVector | None = None,
+              p0: StateVector | None = None, num_steps: int, inputs: NodeInputs = None, beta: Number | None = None,
+              variant: str | None = None, estimator: Echo | None = None) -> Float[Array, ""]:
     """`ℒ = Σ_{k=1..N} cost(k, q_k)` on the free trajectory, differentiable by the echo.
 
     **Arguments:** as `eqprop_gradient` for the initial-value problem; the echo's settings as

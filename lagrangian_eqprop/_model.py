@@ -13,11 +13,13 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 __all__ = ["LagrangianModel", "ParameterShapes", "Params", "SeparableStructure", "interpolate_inputs"]
 
 Params = dict[str, Any]
+Vec = Real[ArrayLike, " _"]  # a state or input vector (its length is checked by the callers)
+Time = Real[ArrayLike, ""]
 
 
 class ParameterShapes(dict):
@@ -129,29 +131,29 @@ class LagrangianModel(eqx.Module):
         return self.default_input(jnp.result_type(q)) if u is None else jnp.asarray(u)
 
     # --------------------------------------------------------------- physics
-    def lagrangian(self, q, v, t, params: Params, u=None) -> Float[Array, ""]:
+    def lagrangian(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, ""]:
         """The scalar Lagrangian `L(q, v, t; θ, u)`; `q`, `v` of shape `(n,)`."""
         return self.lagrangian_fn(q, v, t, params, self._u(u, q))
 
-    def momentum(self, q, v, t, params: Params, u=None) -> Float[Array, " n"]:
+    def momentum(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, " n"]:
         """Canonical momentum `p = ∂L/∂v` (continuous Legendre transform), shape `(n,)`."""
         return jax.grad(self.lagrangian, argnums=1)(q, v, t, params, u)
 
-    def energy(self, q, v, t, params: Params, u=None) -> Float[Array, ""]:
+    def energy(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, ""]:
         """Energy function `E = p·v − L` (the Hamiltonian in velocity coordinates)."""
         return jnp.dot(self.momentum(q, v, t, params, u), v) - self.lagrangian(q, v, t, params, u)
 
-    def mass_matrix(self, q, v, t, params: Params, u=None) -> Float[Array, "n n"]:
+    def mass_matrix(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, "n n"]:
         """Velocity Hessian `∂²L/∂v²`, shape `(n, n)`."""
         return jax.hessian(self.lagrangian, argnums=1)(q, v, t, params, u)
 
-    def force(self, q, v, t, params: Params, u=None) -> Float[Array, " n"]:
+    def force(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, " n"]:
         """Non-conservative generalised force (zeros when the model has none)."""
         if self.force_fn is None:
             return jnp.zeros_like(q)
         return self.force_fn(q, v, t, params, self._u(u, q))
 
-    def acceleration(self, q, v, t, params: Params, u=None) -> Float[Array, " n"]:
+    def acceleration(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, " n"]:
         """Accelerations from the Euler–Lagrange equations `d/dt ∂L/∂v − ∂L/∂q = F`.
 
         `M a = ∂L/∂q − (∂²L/∂v∂q) v − ∂²L/∂v∂t + F`, solved with a linear solve (never a
@@ -187,7 +189,7 @@ class LagrangianModel(eqx.Module):
         return diffrax.ODETerm(self.vector_field)
 
 
-def interpolate_inputs(times: Float[Array, " N1"], inputs: Float[Array, "N1 m"]) -> Callable:
+def interpolate_inputs(times: Real[ArrayLike, " N1"], inputs: Real[ArrayLike, "N1 m"]) -> Callable:
     """Piecewise-linear `u(t) -> (m,)` through inputs sampled at the nodes (continuous references).
 
     A `diffrax.LinearInterpolation`'s bound `evaluate` (a pytree, so it can be passed through

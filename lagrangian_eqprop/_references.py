@@ -13,14 +13,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from ._bvp import boundary_trajectory
 from ._costs import trajectory_cost
 from ._echo import free_pass
 from ._estimators import AbstractEstimator, Echo, FixedEndpoints, Naive, run_estimator
-from ._model import Params, interpolate_inputs
+from ._model import interpolate_inputs
 from ._solution import RESULTS, GradientResult
 from ._names import ESTIMATOR_NAMES
+from ._typing import NodeInputs, Params, StateVector
 from .errors import EstimatorError
 
 __all__ = [
@@ -131,8 +133,9 @@ ESTIMATORS: dict[str, type[AbstractEstimator]] = {
 assert tuple(ESTIMATORS) == ESTIMATOR_NAMES
 
 
-def bptt_gradient(integ, params: Params, cost, *, q0, v0=None, p0=None, num_steps: int, inputs=None,
-                  return_all: bool = False, throw: bool = True):
+def bptt_gradient(integ, params: Params, cost: Callable, *, q0: StateVector, v0: StateVector | None = None,
+                  p0: StateVector | None = None, num_steps: int, inputs: NodeInputs = None, return_all: bool = False,
+                  throw: bool = True) -> dict | GradientResult:
     """Backpropagation through time through the same integrator (see `BPTT`).
 
     **Returns:** a dict shaped like `params` (or a `GradientResult` with `return_all`).
@@ -143,17 +146,18 @@ def bptt_gradient(integ, params: Params, cost, *, q0, v0=None, p0=None, num_step
     return result if return_all else result.params
 
 
-def implicit_gradient(integ, params: Params, cost, *, q_start, q_end, num_steps: int, inputs=None,
-                      return_all: bool = False, throw: bool = True):
+def implicit_gradient(integ, params: Params, cost: Callable, *, q_start: StateVector, q_end: StateVector,
+                      num_steps: int, inputs: NodeInputs = None, return_all: bool = False,
+                      throw: bool = True) -> dict | GradientResult:
     """Implicit-function-theorem gradient of the fixed-endpoint loss (see `Implicit`)."""
     result = run_estimator(Implicit(), integ, params, cost, throw=throw, full=return_all, q_start=q_start,
                            q_end=q_end, num_steps=num_steps, inputs=inputs)
     return result if return_all else result.params
 
 
-def adjoint_gradient(integ, params: Params, cost, *, q0, v0, num_steps: int, inputs=None, solver=None,
-                     rtol: float = 1e-10, atol: float = 1e-10, adjoint=None, return_all: bool = False,
-                     throw: bool = True):
+def adjoint_gradient(integ, params: Params, cost: Callable, *, q0: StateVector, v0: StateVector, num_steps: int,
+                     inputs: NodeInputs = None, solver=None, rtol: float = 1e-10, atol: float = 1e-10, adjoint=None,
+                     return_all: bool = False, throw: bool = True) -> dict | GradientResult:
     """Continuous-adjoint gradient (see `Adjoint`)."""
     estimator = Adjoint(solver=solver, rtol=rtol, atol=atol, adjoint=adjoint)
     result = run_estimator(estimator, integ, params, cost, throw=throw, full=return_all, q0=q0, v0=v0,
@@ -161,13 +165,15 @@ def adjoint_gradient(integ, params: Params, cost, *, q0, v0, num_steps: int, inp
     return result if return_all else result.params
 
 
-def simulated_loss(integ, params: Params, cost, *, q0, v0=None, p0=None, num_steps: int, inputs=None):
+def simulated_loss(integ, params: Params, cost: Callable, *, q0: StateVector, v0: StateVector | None = None,
+                   p0: StateVector | None = None, num_steps: int, inputs: NodeInputs = None) -> Float[Array, ""]:
     """`ℒ = Σ_{k=1..N} cost(k, q_k)` along `integ.simulate` (traceable; `jax.grad` of it is BPTT)."""
     traj = integ.simulate(params, q0, v0, num_steps, inputs, p0=p0)
     return trajectory_cost(cost, traj.q, start=1)
 
 
-def bvp_loss(integ, params: Params, cost, *, q_start, q_end, num_steps: int, inputs=None):
+def bvp_loss(integ, params: Params, cost: Callable, *, q_start: StateVector, q_end: StateVector, num_steps: int,
+             inputs: NodeInputs = None) -> Float[Array, ""]:
     """`ℒ = Σ_{k=0..N} cost(k, q_k)` on the two-point boundary-value trajectory (traceable)."""
     traj = integ.solve_bvp(params, q_start, q_end, num_steps, inputs)
     return trajectory_cost(cost, traj.q, start=0)

@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Real
 
 from ._contrasts import VARIANTS, as_contrast
 from ._estimators import AbstractEqProp, as_estimator, run_estimator
@@ -274,7 +275,7 @@ def agreement_sweep(
     integ,
     params,
     cost,
-    betas: Sequence[float],
+    betas: Sequence[float] | Real[ArrayLike, " B"],
     methods: Sequence = ("echo",),
     variants: Sequence[str] = ("centered", "positive", "negative"),
     reference=None,

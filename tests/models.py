@@ -128,7 +128,7 @@ def chain_energy(model, params, q, p, t=0.0, u=None):
     q = jnp.atleast_2d(q)
     p = jnp.atleast_2d(p)
     m = sep.mass_fn(params)
-    kinetic = 0.5 * jnp.sum(p**2 / m, axis=-1)
+    kinetic = 0.5 * jnp.sum(p**2 / m[None, :], axis=-1)
     u = model.default_input(q.dtype) if u is None else u
     potential = jax.vmap(lambda qq: sep.potential_fn(qq, t, params, u))(q)
     return kinetic + potential

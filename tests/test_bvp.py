@@ -444,7 +444,7 @@ def test_long_horizon_two_dof():
     np.testing.assert_allclose(np.asarray(ivp.q), np.asarray(traj.q), atol=1e-9, rtol=0)
 
 
-def test_single_step_and_bad_shapes():
+def test_single_step_and_bad_shapes(without_runtime_types):
     model, params = harmonic(1)
     integ = VariationalIntegrator(model, 0.1, "midpoint")
     traj = solve_bvp(integ, params, jnp.asarray([0.0]), jnp.asarray([0.1]), 1)

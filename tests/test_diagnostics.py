@@ -120,7 +120,7 @@ def _chain_problem():
     integ = VariationalIntegrator(model, 0.1, "trapezoid")
     q0 = jnp.array([0.3, -0.2, 0.1, 0.25])
     v0 = jnp.array([0.1, 0.0, -0.2, 0.05])
-    target = 0.2 * jnp.sin(0.1 * jnp.arange(NUM_STEPS + 1))[:, None] * jnp.ones((1, 2))
+    target = 0.2 * jnp.sin(0.1 * jnp.arange(NUM_STEPS + 1.0))[:, None] * jnp.ones((1, 2))
     cost = TrackingCost(target, (0, 3))
     return integ, params, cost, q0, v0
 
@@ -204,7 +204,7 @@ def test_sweep_bvp_uses_implicit_reference():
     model, params = fpu_chain(3, k=1.0, beta=1.0)
     integ = VariationalIntegrator(model, 0.1, "midpoint")
     num_steps = 20
-    target = 0.2 * jnp.sin(0.3 * jnp.arange(num_steps + 1))[:, None]
+    target = 0.2 * jnp.sin(0.3 * jnp.arange(num_steps + 1.0))[:, None]
     cost = TrackingCost(target, (1,))
     result = agreement_sweep(
         integ, params, cost, np.logspace(-1, -4, 4), methods=("bvp",), variants=("centered",),

@@ -407,7 +407,7 @@ def test_non_finite_inputs_are_refused_before_running():
 
 
 # ---------------------------------------------------------------- 9. bad arguments
-def test_bad_arguments_raise_value_error():
+def test_bad_arguments_raise_value_error(without_runtime_types):
     model, params = models.fpu_chain(3, driven=True)
     integ = VariationalIntegrator(model, 0.1, "midpoint")
     q0, v0 = jnp.zeros(3), jnp.zeros(3)

@@ -500,7 +500,7 @@ def test_repeated_builds_compile_identical_code():
     for _ in range(4):
         sp.Dummy("filler")  # advance SymPy's Dummy counter between builds
         model, params, q0, v0 = systems.mass_spring_chain(6, nonlinear=True)
-        q = q0 + 0.1 * jnp.arange(6) + 0.1
+        q = q0 + 0.1 * jnp.arange(6.0) + 0.1
         values.append(np.asarray(jax.grad(model.lagrangian, argnums=0)(q, v0 + 0.3, 0.0, params)))
     for value in values[1:]:
         np.testing.assert_array_equal(value, values[0])

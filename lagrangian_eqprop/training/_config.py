@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import typing
 
 import numpy as np
 import optax
@@ -56,6 +57,9 @@ def estimator_from_config(value, beta=None, variant="centered") -> AbstractEstim
     return as_estimator(value)
 
 
+# Raw configuration values of any type are accepted here (a TOML file, flags): `validate()`
+# checks each field and names it, which a runtime type check of the constructor would pre-empt.
+@typing.no_type_check
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as the run's `config.json`).

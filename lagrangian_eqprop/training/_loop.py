@@ -153,7 +153,10 @@ class Trainer:
 
         def step(raw, opt_state, batch):
             loss, grads, result, stats = self.loss_and_grad(estimator, raw, batch, with_result=True)
-            updates, new_opt_state = optimizer.update(grads, opt_state, raw)
+            # optax mixes its int32 step count with floats (bias correction): standard promotion
+            # for the update alone, whatever the caller's promotion mode.
+            with jax.numpy_dtype_promotion("standard"):
+                updates, new_opt_state = optimizer.update(grads, opt_state, raw)
             return optax.apply_updates(raw, updates), new_opt_state, loss, optax.tree.norm(grads), result, stats
 
         return step
