@@ -71,7 +71,7 @@ def build_problem(model_kind: str):
             if model_kind == "catalog":
                 raise
             print(f"[catalog chain unavailable ({type(err).__name__}: {err}); using the hand-built model]")
-    from lagrangian_eqprop.model import LagrangianModel, SeparableStructure
+    from lagrangian_eqprop import LagrangianModel, SeparableStructure
 
     def potential(q, t, params, u):
         padded = jnp.concatenate([jnp.zeros((1,), q.dtype), q, jnp.zeros((1,), q.dtype)])
@@ -127,23 +127,25 @@ def profile_functions(integ, num_steps, beta):
     import jax.numpy as jnp
 
     import lagrangian_eqprop as lep
-    from lagrangian_eqprop import eqprop as ep
+    from lagrangian_eqprop import _echo as ep
 
     def setup(params, q0, v0, target):
         cost = lep.TrackingCost(target, TRACKED)
-        q0, v0_, p0, times, us, _ = ep._initial_data(integ, params, q0, v0, None, num_steps, None)
+        times = integ.node_times(num_steps, q0.dtype)
+        us = integ.node_inputs(num_steps, None, q0.dtype)
+        p0 = integ.initial_momentum(params, q0, v0, times[0], us[0])
         return cost, q0, p0, times, us
 
     def free_pass(params, q0, v0, target):
         cost, q0, p0, times, us = setup(params, q0, v0, target)
-        return ep.free_pass(integ, params, cost, q0, p0, times, us)
+        return ep.free_pass(integ, params, cost, q0, p0, times, us)[:3]
 
     def echo_passes(params, q0, v0, target, accumulate=True):
         cost, q0, p0, times, us = setup(params, q0, v0, target)
-        q_n, p_n, _ = ep.free_pass(integ, params, cost, q0, p0, times, us)
+        q_n, p_n, _, _, _ = ep.free_pass(integ, params, cost, q0, p0, times, us)
         betas = jnp.asarray([beta, -beta], q0.dtype)
         if accumulate:
-            return jax.vmap(lambda b: ep.echo_pass(integ, params, cost, b, q_n, p_n, times, us)["G"])(betas)
+            return jax.vmap(lambda b: ep.echo_pass(integ, params, cost, b, q_n, p_n, times, us)[0]["G"])(betas)
         grad_cost = jax.grad(cost, argnums=1)
 
         def one(b):
@@ -152,7 +154,7 @@ def profile_functions(integ, num_steps, beta):
 
             out = integ.rollout(params, q_n, -p_n + b * grad_cost(num_steps, q_n), times[::-1], us[::-1],
                                 kick=kick, save_trajectory=False)
-            return out[0], out[1]
+            return out.q, out.p
 
         return jax.vmap(one)(betas)
 

@@ -523,7 +523,7 @@ def render(meta: dict, tp: dict, ec: dict, cp: dict) -> str:
                     for key, v in tp["_paired"].items()) + ".",
         "",
         "Notes:",
-        f"- Midpoint (Newton, `newton.newton_root`, dense {NUM_MASSES}×{NUM_MASSES} Jacobian by "
+        f"- Midpoint (Newton, `lep.Newton` in `_root.py`, dense {NUM_MASSES}×{NUM_MASSES} Jacobian by "
         f"`jax.jacfwd` and an LU solve per iteration): {tp['_midpoint_failures']} of "
         f"{tp['ours_midpoint']['steps']} steps failed to converge with the default tolerances.",
         "- `model.ode_term()` uses `M a = −∇V` for separable models (no Hessian); the "

@@ -20,7 +20,7 @@ from ._costs import trajectory_cost
 from ._echo import free_pass
 from ._estimators import AbstractEstimator, Echo, FixedEndpoints, Naive, run_estimator
 from ._model import interpolate_inputs
-from ._solution import RESULTS, GradientResult
+from ._solution import RESULTS, GradientResult, first_failure
 from ._names import ESTIMATOR_NAMES
 from ._typing import NodeInputs, Params, StateVector
 from .errors import EstimatorError
@@ -123,7 +123,7 @@ class Adjoint(AbstractEstimator):
         _, _, value, result, stats = free_pass(integ, params, cost, q0,
                                                integ.initial_momentum(params, q0, v0, times[0], us[0]), times, us,
                                                v0=v0)
-        result = RESULTS.where(ok, result, RESULTS.max_steps_reached)
+        result = first_failure(result, RESULTS.where(ok, RESULTS.successful, RESULTS.ode_solver_failed))
         return GradientResult(params=grads, loss=value, result=result, stats=stats)
 
 

@@ -47,6 +47,10 @@ class RESULTS(eqx.Enumeration):
         "conjugate point of the start node"
     )
     diverged = "Newton diverged (its steps grew): the time step is too large for the nonlinearity"
+    ode_solver_failed = (
+        "the continuous (diffrax) solve of the Euler–Lagrange equations failed: it reached its maximum "
+        "number of steps or went non-finite"
+    )
 
 
 class SolveStats(eqx.Module):

@@ -213,3 +213,20 @@ def damped_solution(t, x0, v0, m, k, c):
     a = x0
     b = (v0 + 0.5 * gamma * x0) / wd
     return np.exp(-0.5 * gamma * t) * (a * np.cos(wd * t) + b * np.sin(wd * t))
+
+
+# ------------------------------------------------------------------ a model that fails
+def sqrt_well(k=0.01):
+    """`L = ½ẋ² − k√x`: the force `−k/(2√x)` is NaN once x < 0, which a particle released
+    towards the wall reaches after a few steps (a solve that fails at a known step from finite
+    inputs). Separable, so the trapezoid rule takes the explicit path."""
+
+    def potential(q, t, params, u):
+        return params["k"] * jnp.sum(jnp.sqrt(q))
+
+    def lagrangian(q, v, t, params, u):
+        return 0.5 * jnp.sum(v**2) - potential(q, t, params, u)
+
+    model = LagrangianModel(lagrangian, ("x",), {"k": ()},
+                            separable=SeparableStructure(lambda p: jnp.ones(1), potential, True))
+    return model, _f64(dict(k=k))

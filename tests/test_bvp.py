@@ -164,6 +164,7 @@ def _harmonic_error(rule, num_steps, T=2.0, degree=2):
     return float(np.max(np.abs(np.asarray(traj.q[:, 0]) - exact)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "rule, steps, order",
     [("midpoint", (10, 20, 40), 2), ("trapezoid", (10, 20, 40), 2), ("galerkin", (4, 8, 16), 4)],
@@ -282,6 +283,7 @@ def _pendulum_gradient_problem(damping):
     return integ, num_steps, loss_from_q, loss, args
 
 
+@pytest.mark.slow
 def test_implicit_gradient_matches_finite_differences_and_dense_newton():
     """Loss Σ_k c(q_k) of the BVP solution: IFT gradient w.r.t. params, both endpoints and the
     inputs, against a dense Newton solve differentiated through its iterations and against

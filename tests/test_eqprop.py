@@ -216,6 +216,7 @@ ECHO_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ECHO_CASES))
 def test_echo_matches_bptt(name):
     case = ECHO_CASES[name]()
@@ -364,6 +365,7 @@ def _bvp_magnetic():
 BVP_STEPS = 20  # T = 1: well before the chain's first conjugate point (π/ω_max ≈ 1.7)
 
 
+@pytest.mark.slow
 @needs_bvp
 @pytest.mark.parametrize("setup", [_bvp_chain, _bvp_magnetic], ids=["chain-trapezoid", "magnetic-midpoint"])
 def test_bvp_estimator_matches_implicit_gradient(setup):
@@ -446,6 +448,7 @@ def random_chains(draw):
     return n, params, q0, v0, tracked, (amp, omega, phase)
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(random_chains())
@@ -593,6 +596,7 @@ def test_echo_and_bptt_match_finite_differences():
     assert err_bptt <= 1e-8
 
 
+@pytest.mark.slow
 def test_continuous_adjoint_agrees_up_to_discretisation_error():
     """The continuous adjoint differentiates the exact flow; the discrete estimators the scheme.
 
@@ -627,6 +631,7 @@ def test_continuous_adjoint_agrees_up_to_discretisation_error():
     assert gap_echo <= 1e-3 * gap_h
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gamma_t", [5.0, 60.0])
 def test_caldirola_kanai_echo_accuracy_does_not_degrade_with_gamma_t(gamma_t):
     """The echo of a Caldirola–Kanai oscillator runs anti-damped; with uniform damping the
@@ -646,6 +651,7 @@ def test_caldirola_kanai_echo_accuracy_does_not_degrade_with_gamma_t(gamma_t):
     assert error / scale < 1e-7
 
 
+@pytest.mark.slow
 def test_echo_with_galerkin_rule_matches_bptt():
     """The fourth-order Galerkin–Lobatto rule is symmetric, so the echo retraces it and its
     estimate matches BPTT through the same (stage-solving) scheme."""

@@ -95,6 +95,7 @@ ORDER_CASES = [
 
 
 # ------------------------------------------------------------------------ 1. order
+@pytest.mark.slow
 @pytest.mark.parametrize("system, rule, steps, nominal", ORDER_CASES)
 def test_empirical_order_against_continuous_reference(system, rule, steps, nominal):
     case = _double_pendulum_case() if system == "double_pendulum" else _chain_case()
@@ -195,6 +196,7 @@ def test_explicit_path_equals_newton_path_time_dependent_and_driven():
 
 
 # ------------------------------------------------------------ 5. dissipative systems
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["midpoint", "trapezoid"])
 def test_damped_oscillator_converges_to_analytic_solution(rule):
     model, params = models.damped_oscillator(m=1.0, k=2.0, c=0.4)
@@ -226,6 +228,7 @@ def _drive(t):
     return jnp.reshape(jnp.sin(1.7 * t) + 0.5 * jnp.cos(0.3 * t), (1,))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["midpoint", "trapezoid"])
 def test_driven_oscillator_node_sampled_and_callable_inputs(rule):
     m, k = 1.0, 3.0
@@ -282,11 +285,27 @@ def _batch_setup():
     return params, q0, v0, positions
 
 
-def test_jit_matches_eager():
+@pytest.mark.slow
+def test_compiled_simulate_matches_an_eager_step_loop():
+    """`simulate` (one compiled scan) against a Python loop of `integ.step` run op by op (no
+    jit): the same discrete map, so the trajectories agree to round-off."""
     params, q0, v0, positions = _batch_setup()
-    eager = positions(params, q0, v0)
-    jitted = jax.jit(positions)(params, q0, v0)
-    np.testing.assert_allclose(jitted, eager, rtol=0, atol=1e-12)
+    model_integ = VariationalIntegrator(models.fpu_chain(4, beta=1.5)[0], 0.1, "midpoint")
+    compiled = positions(params, q0, v0)
+    with jax.disable_jit():
+        times = model_integ.node_times(40)
+        us = model_integ.node_inputs(40)
+        q, p = q0, model_integ.initial_momentum(params, q0, v0)
+        previous = q0 - 0.1 * v0
+        eager = [q]
+        for k in range(6):  # op-by-op execution is slow: a few steps suffice
+            q_next, p, ok = model_integ.step(params, q, p, (times[k], us[k]), (times[k + 1], us[k + 1]),
+                                             q_guess=2.0 * q - previous)
+            assert bool(ok)
+            previous, q = q, q_next
+            eager.append(q)
+    np.testing.assert_allclose(compiled[:7], np.stack(eager), rtol=0, atol=1e-12)
+    assert np.abs(np.asarray(compiled[6] - compiled[0])).max() > 1e-2  # it moved
 
 
 def test_vmap_over_params_matches_loop():
@@ -313,20 +332,10 @@ def test_vmap_over_initial_conditions_matches_loop():
 
 # -------------------------------------------------------- 8. convergence failures
 def _sqrt_well(explicit):
-    """`L = ½ẋ² − sqrt(x)`: the force `−1/(2√x)` is NaN once x < 0, which a particle released
-    towards the wall reaches after a few steps (a failure at a known step, from finite inputs)."""
-
-    def potential(q, t, params, u):
-        return params["k"] * jnp.sum(jnp.sqrt(q))
-
-    def lagrangian(q, v, t, params, u):
-        return 0.5 * jnp.sum(v**2) - potential(q, t, params, u)
-
-    model = lep.LagrangianModel(lagrangian, ("x",), {"k": ()}, separable=lep.SeparableStructure(
-        lambda p: jnp.ones(1), potential, True))
+    model, params = models.sqrt_well()
     integ = VariationalIntegrator(model, 0.5, "trapezoid" if explicit else "midpoint")
     assert integ.explicit == explicit
-    return integ, {"k": jnp.asarray(0.01)}, jnp.asarray([0.9]), jnp.asarray([-0.4]), 12
+    return integ, params, jnp.asarray([0.9]), jnp.asarray([-0.4]), 12
 
 
 def _first_bad_step(traj):

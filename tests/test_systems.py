@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import lagrangian_eqprop as lep
 from lagrangian_eqprop import systems
 from lagrangian_eqprop.errors import LagrangianError
 
@@ -41,6 +42,48 @@ def test_registry_lists_and_rejects():
         systems.get("nope")
 
 
+def symbolic_acceleration(model, q, v, t, params, u):
+    """Accelerations from the SymPy Euler–Lagrange equations of the model (formed by
+    `euler_lagrange_equations`, the display path), solved numerically: independent of the
+    compiled L and of JAX autodiff."""
+    import sympy
+
+    record = model.symbolic
+    equations = lep.euler_lagrange_equations(model)
+    time = record.time
+    if isinstance(record, lep._symbolic.SymbolicNetwork):
+        _, coordinates, _ = lep._symbolic.display._network_expression(record)
+    else:
+        coordinates = list(record.coordinates)
+    accelerations = [c.diff(time, 2) for c in coordinates]
+    values = {}
+    for c, vel, qi, vi in zip(coordinates, [c.diff(time) for c in coordinates], np.asarray(q), np.asarray(v)):
+        values[vel] = float(vi)
+        values[c] = float(qi)
+    for name, value in params.items():
+        value = np.asarray(value)
+        if value.ndim == 0:
+            values[sympy.Symbol(name)] = float(value)
+        else:
+            for i, x in enumerate(value):
+                values[sympy.Symbol(f"{name}_{i}")] = float(x)
+    inputs = [i for i in (record.inputs or ())]
+    for inp, ui in zip(inputs, np.asarray(u)):
+        values[inp] = float(ui)
+    lhs = [sympy.sympify(eq.lhs - eq.rhs) for eq in equations]
+    matrix, rhs = sympy.linear_eq_to_matrix(lhs, accelerations)
+
+    def numeric(expr):
+        expr = expr.subs({**{a: 0 for a in accelerations}})
+        expr = expr.xreplace({k: sympy.Float(v) for k, v in values.items() if not isinstance(k, sympy.Symbol)})
+        expr = expr.subs({k: v for k, v in values.items() if isinstance(k, sympy.Symbol)}).subs(time, t)
+        return float(expr.evalf())
+
+    a = np.array([[numeric(e) for e in row] for row in matrix.tolist()])
+    b = np.array([numeric(e) for e in rhs])
+    return np.linalg.solve(a, b)
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_system_has_consistent_defaults(name):
     model, params, q0, v0 = systems.get(name)
@@ -48,13 +91,16 @@ def test_every_system_has_consistent_defaults(name):
     for key, shape in model.parameter_shapes.items():
         assert params[key].shape == shape, key
     assert q0.shape == v0.shape == (model.num_dof,)
-    u = jnp.zeros(model.num_inputs)
-    lagrangian, momentum, acceleration = derived(model, q0, v0, 0.1, params, u)
-    assert np.isfinite(lagrangian)
-    assert bool(jnp.all(jnp.isfinite(momentum))) and bool(jnp.all(jnp.isfinite(acceleration)))
-    assert model.__doc__ is not None and systems.get.__doc__
-    factory = getattr(systems, name)
-    assert "L =" in factory.__doc__ or "L = " in factory.__doc__
+    # A generic state (not the rest state, where many terms vanish), default parameters.
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(q0) + 0.1 * jnp.asarray(rng.standard_normal(model.num_dof))
+    v = jnp.asarray(v0) + 0.2 * jnp.asarray(rng.standard_normal(model.num_dof))
+    u = jnp.full(model.num_inputs, 0.3)
+    lagrangian, momentum, acceleration = derived(model, q, v, 0.1, params, u)
+    assert np.isfinite(lagrangian) and bool(jnp.all(jnp.isfinite(momentum)))
+    reference = symbolic_acceleration(model, q, v, 0.1, params, u)
+    np.testing.assert_allclose(np.asarray(acceleration), reference, rtol=1e-9, atol=1e-9)
+    assert np.max(np.abs(reference)) > 1e-3  # a state where the dynamics is not trivial
 
 
 def test_structure_flags_of_catalog():

@@ -93,11 +93,13 @@ def test_task_data_is_seeded():
 TINY_TASKS = {
     "tracking": (dict(num_train=4, num_test=0, num_steps=60),
                  dict(epochs=15, batch_size=4, reference="bptt", probe_every=5)),
-    "classification": (dict(num_train=9, num_test=3, num_steps=40, window=10), dict(epochs=8, batch_size=9)),
+    "classification": (dict(num_train=30, num_test=15, num_steps=150, window=50),
+                       dict(epochs=10, batch_size=10, learning_rate=0.1)),
     "pendulum": (dict(num_train=4, num_test=0, num_steps=30), dict(epochs=15, batch_size=4)),
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tracking", "sysid", "classification", "pendulum"])
 def test_each_task_loss_decreases(name, sysid_trainer):
     if name == "sysid":
@@ -109,11 +111,22 @@ def test_each_task_loss_decreases(name, sysid_trainer):
     result = trainer.fit(None, progress=False)
     first, last = result.initial(), result.final()
     assert last["epoch"] == epochs
-    factor = 0.95 if name == "classification" else 0.5
+    factor = 0.7 if name == "classification" else 0.5
     assert last["train_loss"] < factor * first["train_loss"], (first["train_loss"], last["train_loss"])
-    assert np.isfinite(last["energy_error"]) and last["energy_error"] < 1e-2
-    if name == "classification":
-        assert 0.0 <= last["train_accuracy"] <= 1.0 and "test_accuracy" in last
+    # Störmer–Verlet's bounded energy error at the task's dt (classification trains stiffer springs)
+    assert np.isfinite(last["energy_error"]) and last["energy_error"] < (5e-2 if name == "classification" else 1e-2)
+    if name == "classification":  # the reported accuracies, recomputed from the trained parameters
+        task, params = trainer.task, result.params["echo"]
+        for split, key in ((task.train, "train_accuracy"), (task.test, "test_accuracy")):
+            correct = []
+            for i in range(split["q0"].shape[0]):
+                sample = {k: v[i] for k, v in split.items()}
+                q = task.integ.simulate(params, sample["q0"], sample["v0"], task.num_steps, sample["inputs"]).q
+                cost = task.cost_fn(sample)
+                scores = np.mean([np.asarray(cost.logits(q[k])) for k in range(task.num_steps - 49, task.num_steps + 1)],
+                                 axis=0)
+                correct.append(int(np.argmax(scores)) == int(sample["label"]))
+            assert last[key] == pytest.approx(np.mean(correct)), key
     if name == "tracking":  # EqProp and BPTT side by side: same gradients, same trajectory of parameters
         assert result.runs == ("echo", "bptt")
         probe = result.final("echo")
@@ -124,6 +137,7 @@ def test_each_task_loss_decreases(name, sysid_trainer):
 
 
 # -------------------------------------------------------------- estimators agree
+@pytest.mark.slow
 def test_bvp_and_adjoint_estimators(sysid_trainer):
     tr = sysid_trainer
     batch = {k: v[:2] for k, v in tr.probe_batch.items()}
@@ -301,3 +315,36 @@ def test_a_hand_built_task_trains_and_resumes(sysid_trainer, tmp_path):
         resume(tmp_path, progress=False)  # a hand-built task is not in the registry ...
     longer = resume(tmp_path, epochs=3, task=task, progress=False, plots=False)  # ... so pass it
     assert longer.final()["epoch"] == 3 and result.final()["epoch"] == 2
+
+
+# ----------------------------------------------------------------- resume is honest
+def test_resume_with_a_different_config_refuses_naming_the_fields(sysid_trainer, tmp_path):
+    sysid_trainer.fit(tmp_path, progress=False, plots=False)
+    saved = (tmp_path / "config.json").read_text()
+    other = Trainer(sysid_trainer.config.replace(learning_rate=0.2, seed=3))
+    with pytest.raises(ConfigError, match=r"different configuration \(learning_rate: saved 0.05, now 0.2; "
+                                          r"seed: saved 0, now 3"):
+        other.fit(tmp_path, resume=True, progress=False, plots=False)
+    assert (tmp_path / "config.json").read_text() == saved  # nothing rewritten
+
+
+def test_resume_without_a_checkpoint_says_so(sysid_trainer, tmp_path):
+    def kill_at_once(epoch, records):
+        raise KeyboardInterrupt
+
+    # a run killed before its first checkpoint: config and metrics exist, no checkpoint
+    sysid_trainer.fit(tmp_path, progress=False, plots=False, callbacks=[kill_at_once])
+    (tmp_path / "checkpoint.eqx").unlink()
+    with pytest.warns(UserWarning, match="holds no checkpoint yet.*starting it again from epoch 0"):
+        result = resume(tmp_path, progress=False, plots=False)
+    assert result.final()["epoch"] == sysid_trainer.config.epochs
+
+
+def test_resume_epochs_are_recorded_and_cannot_go_back(sysid_trainer, tmp_path):
+    sysid_trainer.fit(tmp_path, progress=False, plots=False)
+    epochs = sysid_trainer.config.epochs
+    with pytest.raises(ConfigError, match=f"has trained {epochs} epochs already"):
+        resume(tmp_path, epochs=epochs - 1, progress=False, plots=False)
+    resume(tmp_path, epochs=epochs + 1, progress=False, plots=False)
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["epochs_history"] == [epochs, epochs + 1] and data["config"]["epochs"] == epochs + 1

@@ -28,7 +28,28 @@ __all__ = ["EdgeTerm", "ExtraTerm", "NodeTerm", "SymbolicNetwork", "compile_netw
 
 
 @dataclasses.dataclass(frozen=True, init=False)
-class NodeTerm:
+class _LocalTerm:
+    """A Lagrangian term written once with local symbols and summed over graph elements."""
+
+    expr: Any
+    coordinates: tuple
+    parameters: tuple
+    inputs: tuple
+    name: str | None
+
+    def __init__(self, expr, coordinates, parameters=(), inputs=(), name=None):
+        object.__setattr__(self, "expr", expr)
+        object.__setattr__(self, "coordinates", self._local_coordinates(coordinates, name or expr))
+        object.__setattr__(self, "parameters", tuple(parameters))
+        object.__setattr__(self, "inputs", tuple(inputs))
+        object.__setattr__(self, "name", name)
+
+    @staticmethod
+    def _local_coordinates(coordinates, label) -> tuple:
+        return tuple(coordinates)
+
+
+class NodeTerm(_LocalTerm):
     """A per-node Lagrangian term written with local symbols, summed over all nodes.
 
     **Arguments:**
@@ -42,22 +63,8 @@ class NodeTerm:
     - `name`: optional label used in error messages.
     """
 
-    expr: Any
-    coordinates: tuple
-    parameters: tuple
-    inputs: tuple
-    name: str | None
 
-    def __init__(self, expr, coordinates, parameters=(), inputs=(), name=None):
-        object.__setattr__(self, "expr", expr)
-        object.__setattr__(self, "coordinates", tuple(coordinates))
-        object.__setattr__(self, "parameters", tuple(parameters))
-        object.__setattr__(self, "inputs", tuple(inputs))
-        object.__setattr__(self, "name", name)
-
-
-@dataclasses.dataclass(frozen=True, init=False)
-class EdgeTerm:
+class EdgeTerm(_LocalTerm):
     """A per-edge Lagrangian term written with local symbols, summed over all edges.
 
     **Arguments:**
@@ -68,22 +75,11 @@ class EdgeTerm:
     - `name`: optional label used in error messages.
     """
 
-    expr: Any
-    coordinates: tuple
-    parameters: tuple
-    inputs: tuple
-    name: str | None
-
-    def __init__(self, expr, coordinates, parameters=(), inputs=(), name=None):
+    @staticmethod
+    def _local_coordinates(coordinates, label) -> tuple:
         if len(coordinates) != 2:
-            raise LagrangianError(
-                f"edge term {name or expr}: coordinates must be a pair (endpoint a, endpoint b)."
-            )
-        object.__setattr__(self, "expr", expr)
-        object.__setattr__(self, "coordinates", (tuple(coordinates[0]), tuple(coordinates[1])))
-        object.__setattr__(self, "parameters", tuple(parameters))
-        object.__setattr__(self, "inputs", tuple(inputs))
-        object.__setattr__(self, "name", name)
+            raise LagrangianError(f"edge term {label}: coordinates must be a pair (endpoint a, endpoint b).")
+        return (tuple(coordinates[0]), tuple(coordinates[1]))
 
 
 @dataclasses.dataclass(frozen=True, init=False)
