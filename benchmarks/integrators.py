@@ -138,7 +138,8 @@ def ours_explicit(c: Chain, dt, num_steps, save):
         if save:
             traj = integ.simulate(c.params, q0, p0=p0, num_steps=num_steps)
             return traj.q, traj.p
-        return integ.final_state(c.params, q0, p0=p0, num_steps=num_steps)
+        final = integ.final_state(c.params, q0, p0=p0, num_steps=num_steps)
+        return final.q, final.p
 
     return jax.jit(run)
 
