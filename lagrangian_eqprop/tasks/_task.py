@@ -23,7 +23,8 @@ import numpy as np
 
 from .._integrate import VariationalIntegrator
 from .._rules import RULES
-from ..errors import ConfigError
+from .._costs import trajectory_cost
+from ..errors import ConfigError, EstimatorError
 
 __all__ = ["Task", "available_tasks", "get_task", "register", "resolve_options", "task_description", "task_options"]
 
@@ -123,6 +124,95 @@ class Task:
         q = np.asarray(q)
         idx = list(self.display_indices)
         return q[:, idx] - np.asarray(self.display_offset)[idx]
+
+    # ------------------------------------------------------ what the trainer asks of a task
+    # The training loop talks to a task only through `num_train`, the fields above that name
+    # the data and parameters, and the five methods below; a task of another kind (static
+    # equilibria, physical layers inside a network) implements the same methods.
+    def check_estimator(self, estimator) -> None:
+        """Raise `ConfigError` when `estimator` cannot train this task."""
+        if estimator.problem_kind == "boundary" and not self.supports_bvp:
+            raise ConfigError(
+                f"config field 'estimator': {estimator.name!r} needs a fixed-endpoint task (samples with q_start and "
+                f"q_end); task {self.name!r} is an initial-value task. Tasks that support it: sysid."
+            )
+        try:
+            estimator.check(self.integ)
+        except EstimatorError as err:
+            raise ConfigError(f"config field 'estimator': {err}") from None
+
+    def exact_reference(self, estimator):
+        """The exact gradient `estimator` is compared with: the implicit gradient for
+        fixed-endpoint estimators, BPTT through the same integrator otherwise."""
+        from .._references import BPTT, Implicit
+
+        return Implicit() if estimator.problem_kind == "boundary" else BPTT()
+
+    def gradient(self, estimator, params: dict, sample: dict):
+        """`estimator`'s `GradientResult` (loss, physical gradient, result) for one sample
+        (traceable; vmapped over a batch by the trainer)."""
+        from .._estimators import Problem
+
+        us = self.integ.node_inputs(self.num_steps, sample.get("inputs"), sample["q0"].dtype)
+        if estimator.problem_kind == "boundary":
+            problem = Problem("boundary", self.num_steps, us, q_start=sample["q_start"], q_end=sample["q_end"])
+        else:
+            problem = Problem("initial", self.num_steps, us, q0=sample["q0"], v0=sample["v0"])
+        return estimator.compute(self.integ, params, self.cost_fn(sample), problem)
+
+    def evaluate(self, params: dict, sample: dict):
+        """`(loss, class scores or 0, result, stats)` of the free run of one sample: every
+        estimator is judged on the same initial-value loss (traceable)."""
+        traj = self.integ.simulate(params, sample["q0"], sample["v0"], self.num_steps, sample.get("inputs"),
+                                   throw=False)
+        loss = trajectory_cost(self.cost_fn(sample), traj.q, start=1)
+        logits = self.logits_fn(traj.q, sample) if self.logits_fn is not None else jnp.zeros(())
+        return loss, logits, traj.result, traj.stats
+
+    def plot_results(self, result, folder: str) -> dict:
+        """The task's own plots of a finished run: a held-out (or training) sample's trajectory
+        before and after training against its target, and learned vs initial vs true
+        parameters. **Returns:** `{name: path}`."""
+        import os
+
+        from .. import plotting
+
+        written = {}
+        # trajectories of one held-out sample (or the first training sample)
+        split = self.test if self.test is not None else self.train
+        sample = {k: v[0] for k, v in split.items()}
+
+        def run_traj(params):
+            return np.asarray(self.integ.simulate(params, sample["q0"], sample["v0"], self.num_steps,
+                                                  sample.get("inputs"), throw=False).q)
+
+        before = self.display(run_traj(result.initial_params))
+        after = {run: self.display(run_traj(p)) for run, p in result.params.items()}
+        target = self.display_target(sample)
+        what = "held-out" if self.test is not None else "training"
+        label = f" (class: {self.classes[int(sample['label'])]})" if self.classes is not None else ""
+        written["trajectories"] = plotting.plot_trajectory_comparison(
+            self.times, before, after, os.path.join(folder, "trajectories.png"),
+            target=None if target is None else target[1], target_times=None if target is None else target[0],
+            labels=self.display_labels, unit=self.display_unit,
+            title=f"{self.name}: {what} sample{label}, before and after training")
+        learned = {run: {k: np.asarray(p[k]) for k in result.trained} for run, p in result.params.items()}
+        written["parameters"] = plotting.plot_parameters(
+            learned, os.path.join(folder, "parameters.png"),
+            initial={k: np.asarray(result.initial_params[k]) for k in result.trained},
+            true=None if self.true_params is None else {k: np.asarray(v) for k, v in self.true_params.items()},
+            units=self.parameter_units, title=f"{self.name}: learned parameters")
+        return written
+
+    def energy_error(self, params: dict):
+        """`max_k |E_k − E_0| / |E_0|` along an undriven free run from `energy_state` (NaN
+        without one; traceable)."""
+        if self.energy_state is None:
+            return jnp.asarray(jnp.nan)
+        q0, v0 = self.energy_state
+        traj = self.integ.simulate(params, q0, v0, self.num_steps, None, throw=False)
+        e = self.integ.energies(params, traj)
+        return jnp.max(jnp.abs(e - e[0])) / jnp.maximum(jnp.abs(e[0]), jnp.finfo(e.dtype).tiny)
 
 
 def _f(x):

@@ -22,12 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._costs import trajectory_cost
-from .._estimators import AbstractEstimator, Problem, as_estimator
-from .._references import BPTT, Implicit
+from .._estimators import AbstractEstimator, as_estimator
 from .._solution import check_solution
 from ..diagnostics import gradient_agreement
-from ..errors import ConfigError, ConvergenceError, EstimatorError, TrainingError
+from ..errors import ConfigError, ConvergenceError, TrainingError
 from ..tasks import Task, get_task
 from ._checkpoint import CHECKPOINT, CONFIG, METRICS, json_safe, load_checkpoint, save_checkpoint, write_json
 from ._config import TrainConfig, make_optimizer
@@ -35,12 +33,6 @@ from ._constraints import CONSTRAINTS, to_unconstrained
 from ._report import TrainResult, finalise
 
 __all__ = ["Trainer", "resume", "train"]
-
-
-def _exact_reference(estimator: AbstractEstimator) -> AbstractEstimator:
-    """The exact gradient of the same scheme: the implicit gradient for fixed-endpoint
-    estimators, BPTT for initial-value ones."""
-    return Implicit() if estimator.problem_kind == "boundary" else BPTT()
 
 
 class Trainer:
@@ -63,18 +55,10 @@ class Trainer:
             task = get_task(config.task, **options)
         self.task = task
         self.config = config.resolve(task)
-        dtype = task.train["q0"].dtype
+        dtype = jax.tree_util.tree_leaves(task.train)[0].dtype
         self.estimators = {run: est.resolve(dtype) for run, est in self.config.estimators().items()}
-        for run, estimator in self.estimators.items():
-            if estimator.problem_kind == "boundary" and not task.supports_bvp:
-                raise ConfigError(
-                    f"config field 'estimator': {run!r} needs a fixed-endpoint task (samples with q_start and "
-                    f"q_end); task {task.name!r} is an initial-value task. Tasks that support it: sysid."
-                )
-            try:
-                estimator.check(task.integ)
-            except EstimatorError as err:
-                raise ConfigError(f"config field 'estimator': {err}") from None
+        for estimator in self.estimators.values():
+            task.check_estimator(estimator)
         self.runs = tuple(self.estimators)
         cfg = self.config
         self.batch_size = min(cfg.batch_size, task.num_train)
@@ -90,7 +74,7 @@ class Trainer:
         self._steps = {run: eqx.filter_jit(self._make_step(est)) for run, est in self.estimators.items()}
         self._evaluate = eqx.filter_jit(self._evaluate_impl)
         self._probe = {run: eqx.filter_jit(self._make_probe(est)) for run, est in self.estimators.items()
-                       if type(est) is not type(_exact_reference(est))}
+                       if type(est) is not type(task.exact_reference(est))}
 
     # ------------------------------------------------------------------ parameters
     def physical(self, raw: dict) -> dict:
@@ -111,26 +95,15 @@ class Trainer:
             return estimator
         if estimator in self.estimators:
             return self.estimators[estimator]
-        dtype = self.task.train["q0"].dtype
+        dtype = jax.tree_util.tree_leaves(self.task.train)[0].dtype
         built = as_estimator(estimator)
         if hasattr(built, "beta"):
             built = as_estimator(estimator, self.config.beta, self.config.variant)
         return built.resolve(dtype)
 
-    def problem(self, estimator: AbstractEstimator, sample: dict) -> Problem:
-        """The `Problem` of one sample for `estimator` (traceable)."""
-        num_steps = self.task.num_steps
-        q0 = sample["q0"]
-        us = self.task.integ.node_inputs(num_steps, sample.get("inputs"), q0.dtype)
-        if estimator.problem_kind == "boundary":
-            return Problem("boundary", num_steps, us, q_start=sample["q_start"], q_end=sample["q_end"])
-        return Problem("initial", num_steps, us, q0=q0, v0=sample["v0"])
-
     def sample_gradient(self, estimator, params: dict, sample: dict):
         """The estimator's `GradientResult` (loss, physical gradient, result) for one sample."""
-        estimator = self._estimator(estimator)
-        cost = self.task.cost_fn(sample)
-        return estimator.compute(self.task.integ, params, cost, self.problem(estimator, sample))
+        return self.task.gradient(self._estimator(estimator), params, sample)
 
     def loss_and_grad(self, estimator, raw: dict, batch: dict, *, with_result: bool = False):
         """Mean batch loss and its gradient w.r.t. the unconstrained parameters `raw` (and, with
@@ -162,7 +135,7 @@ class Trainer:
         return step
 
     def _make_probe(self, estimator):
-        reference = _exact_reference(estimator)
+        reference = self.task.exact_reference(estimator)
 
         def probe(raw, batch):
             return self.physical_gradient(estimator, raw, batch), self.physical_gradient(reference, raw, batch)
@@ -171,30 +144,10 @@ class Trainer:
 
     # ------------------------------------------------------------------- evaluation
     def _evaluate_impl(self, raw, batch):
-        """Initial-value loss per sample (every estimator is judged on the same free run),
-        class scores when the task classifies, and the energy error of an undriven free run."""
-        task = self.task
+        """Per-sample losses and class scores of the free runs, and the task's energy error."""
         params = self.physical(raw)
-
-        def one(sample):
-            traj = task.integ.simulate(params, sample["q0"], sample["v0"], task.num_steps, sample.get("inputs"),
-                                       throw=False)
-            loss = trajectory_cost(task.cost_fn(sample), traj.q, start=1)
-            logits = task.logits_fn(traj.q, sample) if task.logits_fn is not None else jnp.zeros(())
-            return loss, logits, traj.result, traj.stats
-
-        losses, logits, result, stats = jax.vmap(one)(batch)
-        return losses, logits, self._energy_error(params), result, stats
-
-    def _energy_error(self, params):
-        """`max_k |E_k − E_0| / |E_0|` along an undriven free run from `task.energy_state`."""
-        task = self.task
-        if task.energy_state is None:
-            return jnp.asarray(jnp.nan)
-        q0, v0 = task.energy_state
-        traj = task.integ.simulate(params, q0, v0, task.num_steps, None, throw=False)
-        e = task.integ.energies(params, traj)
-        return jnp.max(jnp.abs(e - e[0])) / jnp.maximum(jnp.abs(e[0]), jnp.finfo(e.dtype).tiny)
+        losses, logits, result, stats = jax.vmap(lambda s: self.task.evaluate(params, s))(batch)
+        return losses, logits, self.task.energy_error(params), result, stats
 
     def evaluate(self, raw: dict) -> dict:
         """Metrics of one parameter state (`train_loss`, `test_loss`, accuracies, errors).
@@ -202,7 +155,7 @@ class Trainer:
         **Raises:** `ConvergenceError` when a free run of the evaluation batch fails.
         """
         losses, logits, energy_error, result, stats = self._evaluate(raw, self.eval_batch)
-        check_solution(None, result, stats, what=f"evaluation run ({self.task.integ.describe()})")
+        check_solution(None, result, stats, what=f"evaluation run of task {self.task.name}")
         losses = np.asarray(losses)
         n_train = self.task.num_train
         out = {"train_loss": float(np.mean(losses[:n_train])),
@@ -389,7 +342,7 @@ class Trainer:
                 if out_dir is not None and epoch > 1 else "")
         raw, opt_state, loss, gnorm, result, stats = self._steps[run](run_state["raw"], run_state["opt_state"], batch)
         try:
-            check_solution(None, result, stats, what=f"{self.estimators[run].describe()} ({self.task.integ.describe()})")
+            check_solution(None, result, stats, what=f"{self.estimators[run].describe()} (task {self.task.name})")
         except ConvergenceError as err:
             raise TrainingError(f"training stopped at {where}: {err}{kept}.") from err
         loss, gnorm = float(loss), float(gnorm)
@@ -415,7 +368,7 @@ class Trainer:
             est, ref = self._probe[run](raw, self.probe_batch)
             agreement = gradient_agreement(est, ref)["all"]
             record.update({k: float(agreement[k]) for k in ("cosine", "norm_ratio", "max_rel_error")})
-            record["agreement_reference"] = _exact_reference(self.estimators[run]).name
+            record["agreement_reference"] = self.task.exact_reference(self.estimators[run]).name
         return record
 
     def _checkpoint(self, out_dir, state, epoch, step, wall):

@@ -7,7 +7,6 @@ import dataclasses
 import math
 import os
 
-import numpy as np
 
 from ..tasks import Task
 from ._checkpoint import PARAMS, SUMMARY, json_safe, tree_to_json, write_json
@@ -105,7 +104,8 @@ def finalise(result: TrainResult, plots: bool) -> None:
 
 
 def write_plots(result: TrainResult) -> dict:
-    """Loss curves, trajectories before/after vs target, parameters, agreement (PNG)."""
+    """Loss curves, agreement with the exact gradient, accuracy, and the task's own plots
+    (`task.plot_results`: trajectories, parameters), as PNG files."""
     from .. import plotting
 
     task = result.task
@@ -122,28 +122,5 @@ def write_plots(result: TrainResult) -> dict:
     if task.classes is not None:
         written["accuracy"] = plotting.plot_accuracy_curves(
             result.history, os.path.join(folder, "accuracy.png"), title=f"{task.name}: accuracy")
-    # trajectories of one held-out sample (or the first training sample)
-    split = task.test if task.test is not None else task.train
-    sample = {k: v[0] for k, v in split.items()}
-
-    def run_traj(params):
-        return np.asarray(task.integ.simulate(params, sample["q0"], sample["v0"], task.num_steps,
-                                              sample.get("inputs"), throw=False).q)
-
-    before = task.display(run_traj(result.initial_params))
-    after = {run: task.display(run_traj(p)) for run, p in result.params.items()}
-    target = task.display_target(sample)
-    what = "held-out" if task.test is not None else "training"
-    label = f" (class: {task.classes[int(sample['label'])]})" if task.classes is not None else ""
-    written["trajectories"] = plotting.plot_trajectory_comparison(
-        task.times, before, after, os.path.join(folder, "trajectories.png"),
-        target=None if target is None else target[1], target_times=None if target is None else target[0],
-        labels=task.display_labels, unit=task.display_unit,
-        title=f"{task.name}: {what} sample{label}, before and after training")
-    learned = {run: {k: np.asarray(p[k]) for k in result.trained} for run, p in result.params.items()}
-    written["parameters"] = plotting.plot_parameters(
-        learned, os.path.join(folder, "parameters.png"),
-        initial={k: np.asarray(result.initial_params[k]) for k in result.trained},
-        true=None if task.true_params is None else {k: np.asarray(v) for k, v in task.true_params.items()},
-        units=task.parameter_units, title=f"{task.name}: learned parameters")
+    written.update(task.plot_results(result, folder))
     return written
