@@ -45,7 +45,7 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 # Heavier or optional layers, loaded on first use: `lep.systems`, `lep.training`, ...
-_SUBMODULES = ("cli", "diagnostics", "errors", "plotting", "systems", "tasks", "training")
+_SUBMODULES = ("cli", "data", "diagnostics", "errors", "plotting", "systems", "tasks", "training")
 
 __all__ = sorted(_WHERE) + list(_SUBMODULES)
 

@@ -35,7 +35,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from ._block_tridiagonal import block_tridiagonal_matvec, solve_block_tridiagonal, transpose_blocks
+from ._block_tridiagonal import (
+    block_tridiagonal_condition,
+    block_tridiagonal_matvec,
+    solve_block_tridiagonal,
+    transpose_blocks,
+)
 from ._checks import as_vector, check_num_steps, check_params, finite_or_raise
 from ._discrete import DiscreteLagrangian
 from ._typing import NodeInputs, Number, Params, StateVector
@@ -43,7 +48,9 @@ from ._root import newton_tolerances
 from ._solution import RESULTS, SolveStats, Trajectory, check_solution
 from .errors import InputError
 
-__all__ = ["boundary_trajectory", "interior_del_residual", "solve_bvp"]
+__all__ = ["MAX_RELATIVE_CONDITION", "boundary_trajectory", "interior_del_residual", "solve_bvp"]
+
+MAX_RELATIVE_CONDITION = 1e3
 
 # ------------------------------------------------------------------------------------------
 # The discrete Euler–Lagrange system on a whole trajectory.
@@ -300,6 +307,7 @@ def solve_bvp(
     rtol: Number | None = None,
     atol: Number | None = None,
     max_steps: int = 50,
+    max_relative_condition: Number = MAX_RELATIVE_CONDITION,
 ) -> Trajectory:
     """Stationary discrete trajectory between two prescribed positions (theory §3a).
 
@@ -331,6 +339,10 @@ def solve_bvp(
       backward-error test that round-off can meet even when `h` is small). The Newton step
       computed at the converged iterate is still applied (it costs nothing extra).
     - `max_steps`: maximum number of Newton iterations.
+    - `max_relative_condition`: the converged solve is reported as `ill_conditioned` (and
+      raises) when the condition-number estimate of its Jacobian, divided by `2 N²` (a free
+      particle's at the same resolution), exceeds this (default 1e3; well-posed problems,
+      saddles included, sit near 0.2–0.5): the end node is at or near a conjugate point.
 
     Plain Newton without globalisation (a line search on the action is meaningless at a
     saddle): for strongly nonlinear problems, or horizons near a conjugate point, pass a
@@ -363,14 +375,15 @@ def solve_bvp(
     guess = _interior_guess(q_guess, q_start, q_end, num_steps, model.num_dof)
     traj = boundary_trajectory(integ, jax.tree_util.tree_map(jnp.asarray, params), q_start, q_end, us,
                                cost=cost, beta=beta, interior_guess=guess, rtol=rtol, atol=atol,
-                               max_steps=max_steps)
+                               max_steps=max_steps, max_relative_condition=max_relative_condition)
     what = (f"solve_bvp (two-point boundary-value Newton over N={num_steps} steps, {integ.rule.name} rule, "
             f"max_steps={max_steps})")
     return check_solution(traj, traj.result, traj.stats, what=what, unit="node", throw=throw)
 
 
 def boundary_trajectory(integ, params, q_start, q_end, us, *, cost=None, beta=0.0, interior_guess=None,
-                        rtol=None, atol=None, max_steps: int = 50) -> Trajectory:
+                        rtol=None, atol=None, max_steps: int = 50,
+                        max_relative_condition: float = MAX_RELATIVE_CONDITION) -> Trajectory:
     """`solve_bvp` without the eager checks and without raising (traceable): the caller reads
     `result`. `us` are the node inputs `(N+1, m)`; `interior_guess` `(N−1, n)` or `None`."""
     dtype = q_start.dtype
@@ -390,11 +403,13 @@ def boundary_trajectory(integ, params, q_start, q_end, us, *, cost=None, beta=0.
         cost = eqx.filter_closure_convert(cost, ks[0], q_start)
     # Tolerances and max_steps are passed as arrays so that changing them does not recompile.
     return _solve(disc, params, q_start, q_end, times, us, cost, jnp.asarray(beta, dtype), interior_guess,
-                  jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype), jnp.asarray(max_steps, jnp.int32))
+                  jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype), jnp.asarray(max_steps, jnp.int32),
+                  jnp.asarray(max_relative_condition, dtype))
 
 
 @eqx.filter_jit
-def _solve(disc, params, q_start, q_end, times, us, cost, beta, guess, rtol, atol, max_steps) -> Trajectory:
+def _solve(disc, params, q_start, q_end, times, us, cost, beta, guess, rtol, atol, max_steps,
+           max_relative_condition) -> Trajectory:
     """Newton solve, implicit-function-theorem tangents and output momenta, compiled as one
     program (cached across calls that differ only in array values, `dt` included)."""
     num_steps = times.shape[0] - 1
@@ -412,12 +427,23 @@ def _solve(disc, params, q_start, q_end, times, us, cost, beta, guess, rtol, ato
         interior = _implicit_solution(
             interior_star, (disc, params, q_start, q_end, times, us, cost, beta, ks), system
         )
-        failed = result != RESULTS.successful
         scaled = jnp.max(jnp.abs(system.residual) / (atol + rtol * system.scale), axis=1)
         worst_node = 1 + jnp.argmax(jnp.where(jnp.isfinite(scaled), scaled, jnp.inf))
+        # Conditioning relative to a free particle at the same resolution, whose DEL Jacobian is a
+        # discrete Laplacian with condition ≈ 4N²/π² (2N² bounds it): about 0.2–0.5 for a
+        # well-posed problem, saddles included; it grows without bound as the end node nears a
+        # conjugate point of the start node, where the solve returns garbage or a solution whose
+        # gradients are dominated by the near-singularity.
+        condition, worst_block = block_tridiagonal_condition(system.lower, system.diag, system.upper)
+        relative_condition = condition / (2.0 * num_steps**2)
+        ill = (result == RESULTS.successful) & (relative_condition > max_relative_condition)
+        result = RESULTS.where(ill, RESULTS.ill_conditioned, result)
+        failed = result != RESULTS.successful
+        worst_node = jnp.where(ill, 1 + worst_block, worst_node.astype(jnp.int32))
         residual = jnp.max(jnp.abs(system.residual))
         stats = SolveStats(failed.astype(jnp.int32), jnp.where(failed, worst_node, -1).astype(jnp.int32),
-                           iterations.astype(dtype), iterations, jnp.where(jnp.isfinite(residual), residual, jnp.inf))
+                           iterations.astype(dtype), iterations, jnp.where(jnp.isfinite(residual), residual, jnp.inf),
+                           condition.astype(dtype), jnp.full((), jnp.nan, dtype))
     q = jnp.concatenate([q_start[None], interior, q_end[None]], axis=0)
     p_minus, p_plus = _all_interval_momenta(disc, params, q, times, us)
     p = jnp.concatenate([p_minus, p_plus[-1:]], axis=0)

@@ -101,6 +101,8 @@ def merge_passes(result: RESULTS, stats: SolveStats) -> tuple[RESULTS, SolveStat
         jnp.max(stats.newton_iterations_mean),
         jnp.max(stats.newton_iterations_max),
         jnp.max(stats.max_residual),
+        jnp.nanmax(stats.condition),
+        jnp.nanmax(stats.energy_error),
     )
 
 

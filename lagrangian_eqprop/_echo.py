@@ -58,7 +58,8 @@ def free_pass(integ, params, cost, q0, p0, times, us, v0=None):
         return cost(j + 1, q_b)
 
     run = integ.rollout(params, q0, p0, times, us, accumulate=accumulate,
-                        accumulator_init=jnp.zeros((), q0.dtype), save_trajectory=False, v0_hint=v0)
+                        accumulator_init=jnp.zeros((), q0.dtype), save_trajectory=False, v0_hint=v0,
+                        monitor_energy=True)
     return run.q, run.p, run.accumulated, run.result, run.stats
 
 

@@ -372,9 +372,11 @@ def run_estimator(estimator, integ, params, cost, *, throw: bool = True, full: b
                               throw=False)
         if bool(np.asarray(free.result._value) != 0):
             first = int(np.asarray(free.stats.first_failed))
-            return f" (in the free run{f', which fails at step {first}' if first >= 0 else ''})"
+            return (f" (in the free run{f', which fails at step {first}' if first >= 0 else ''})"
+                    + integ.diagnose_step_size(params, problem.q0, problem.us))
         return (" (in a nudged pass; the free run is fine, so β is probably too large for this problem)"
                 if isinstance(estimator, AbstractEqProp) else "")
+
 
     what = f"{estimator.describe()} on {integ.describe()}"
     return check_solution(result, result.result, result.stats, what=what, throw=throw, context=context,

@@ -20,7 +20,14 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from . import _bvp
-from ._checks import as_float_array, check_num_steps, check_params, check_state_pair, finite_or_raise
+from ._checks import (
+    as_float_array,
+    check_mass_matrix,
+    check_num_steps,
+    check_params,
+    check_state_pair,
+    finite_or_raise,
+)
 from ._discrete import DiscreteLagrangian, Node
 from ._model import LagrangianModel
 from ._root import as_root_finder
@@ -68,6 +75,10 @@ class VariationalIntegrator(eqx.Module):
       finder such as `optx.Newton(rtol, atol, cauchy_termination=False)` (see `_root.py`).
     - `newton_rtol`, `newton_atol`, `max_newton_steps`: settings of the default `lep.Newton`
       (`None`: tolerances from the dtype).
+    - `energy_tolerance`: runs of a conservative system (`model.conserves_energy`) whose
+      relative energy error exceeds this are reported as `RESULTS.energy_drift` (a blow-up, or
+      a spurious solution of an implicit step at too large a `dt`); default 0.1, `None` turns
+      the monitor off.
     """
 
     model: LagrangianModel
@@ -76,6 +87,7 @@ class VariationalIntegrator(eqx.Module):
     rule: AbstractRule
     dt: Number
     t0: Number
+    energy_tolerance: float | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -90,6 +102,7 @@ class VariationalIntegrator(eqx.Module):
         newton_rtol: Number | None = None,
         newton_atol: Number | None = None,
         max_newton_steps: int = 20,
+        energy_tolerance: float | None = 0.1,
     ):
         if not isinstance(model, LagrangianModel):
             raise InputError(f"model must be a LagrangianModel (from compile_lagrangian/compile_network), "
@@ -110,6 +123,9 @@ class VariationalIntegrator(eqx.Module):
         self.dt = dt
         self.t0 = t0
         self.rule = rule
+        if energy_tolerance is not None and not (float(energy_tolerance) > 0):
+            raise InputError(f"energy_tolerance must be positive or None, got {energy_tolerance!r}.")
+        self.energy_tolerance = None if energy_tolerance is None else float(energy_tolerance)
         self.discrete = DiscreteLagrangian(model, dt, rule)
         if can_be_explicit and explicit != False:  # noqa: E712  ("auto" or True)
             self.stepper = StormerVerlet(model, dt)
@@ -169,6 +185,29 @@ class VariationalIntegrator(eqx.Module):
         mass = self.model.mass_matrix(q, zero, t, params, u)
         return jnp.linalg.solve(mass, p - self.model.momentum(q, zero, t, params, u))
 
+    def stability_number(self, params: Params, q0: StateVector, u0: Real[ArrayLike, " m"] | None = None) -> float:
+        """`ω_max·dt` at rest at `q0` (node 0's time, input `u0`), `ω_max` the highest linearised
+        frequency (`LagrangianModel.highest_frequency`). The explicit Störmer–Verlet step is
+        unstable beyond 2; an implicit step stays stable but no longer resolves the fastest
+        oscillation (and can converge to a spurious solution) far beyond it. Eager."""
+        q0 = as_float_array(q0)
+        u0 = self.model.default_input(q0.dtype) if u0 is None else as_float_array(u0, q0.dtype)
+        omega = _highest_frequency_jit(self.model, q0, jnp.asarray(self.t0, q0.dtype), as_arrays(params), u0)
+        return float(omega) * float(self.dt)
+
+    def diagnose_step_size(self, params: Params, q0: StateVector, us=None) -> str:
+        """A sentence on `ω_max·dt` for failure messages (empty when it is well below the limit);
+        `us` are the node inputs (node 0's is used)."""
+        try:
+            number = self.stability_number(params, q0, None if us is None else us[0])
+        except Exception:  # noqa: BLE001  (a diagnosis must never mask the failure it explains)
+            return ""
+        if not number >= 1.0:
+            return ""
+        limit = "the explicit step is unstable beyond 2" if self.explicit else "an implicit step stops resolving it"
+        return (f" [ω_max·dt = {number:.3g} at the initial state ({limit}); a step below "
+                f"{2.0 * float(self.dt) / number:.3g} resolves the fastest oscillation]")
+
     def energies(self, params: Params, trajectory: Trajectory, inputs=None) -> Float[Array, " N1"]:
         """Energy `p·v − L` at every node of `trajectory`, shape `(N+1,)` (velocity from the
         node momentum, `velocity_estimate`)."""
@@ -214,6 +253,7 @@ class VariationalIntegrator(eqx.Module):
         save_trajectory: bool = True,
         emit: Callable | None = None,
         v0_hint=None,
+        monitor_energy: bool = False,
     ) -> Rollout:
         """Step through the nodes with `lax.scan`; the engine behind `simulate` and the echo.
 
@@ -228,6 +268,9 @@ class VariationalIntegrator(eqx.Module):
         - `emit(j, q_j, q_{j+1}, node_j, node_{j+1}) -> pytree`: per-step outputs, stacked
           along a leading axis of length N (memory O(N), like the node data).
         - `v0_hint`: initial velocity for the first predictor (default from `p0`).
+        - `monitor_energy`: for a conservative model (`model.conserves_energy`) and a run
+          without kicks, report `RESULTS.energy_drift` when the relative energy error exceeds
+          `energy_tolerance` (every stored node is checked, else the final one).
 
         **Returns:** a `Rollout` (never raises: read its `result`).
         """
@@ -257,7 +300,40 @@ class VariationalIntegrator(eqx.Module):
         (_, q_n, p_n, _, acc, record), (nodes, emitted) = jax.lax.scan(body, carry0, None, length=num_steps)
         qs, ps = nodes if save_trajectory else (None, None)
         result, stats = stepper.finish(record, q_n, p_n, qs, ps, num_steps)
+        if monitor_energy and self.energy_tolerance is not None and self.model.conserves_energy and kick is None:
+            result, stats = self._energy_monitor(params, result, stats, times, inputs, (q0, p0), (q_n, p_n),
+                                                 None if qs is None else (qs, ps))
         return Rollout(q_n, p_n, acc, result, stats, qs, ps, emitted)
+
+    def _energy_monitor(self, params, result, stats, times, inputs, first, last, nodes):
+        """Flag a run of a conservative system whose energy drifted by more than
+        `energy_tolerance`: `|E_k − E_0| / max(s_0, s_k)` with the scale `s = |p·v| + |L|` (so a
+        state of zero energy is no trap). Checks every stored node, else the final one."""
+
+        def energy_and_scale(q, p, t, u):
+            v = self.velocity_estimate(params, q, p, t, u)
+            lagrangian = self.model.lagrangian(q, v, t, params, u)
+            pv = jnp.dot(p, v)
+            return pv - lagrangian, jnp.abs(pv) + jnp.abs(lagrangian)
+
+        e0, s0 = energy_and_scale(*first, times[0], inputs[0])
+        if nodes is None:
+            energies, scales = energy_and_scale(*last, times[-1], inputs[-1])
+            energies, scales = energies[None], scales[None]
+        else:
+            energies, scales = jax.vmap(energy_and_scale)(nodes[0], nodes[1], times[1:], inputs[1:])
+        relative = jnp.abs(energies - e0) / jnp.maximum(jnp.maximum(s0, scales), jnp.finfo(e0.dtype).tiny)
+        relative = jnp.where(jnp.isfinite(relative), relative, jnp.inf)
+        drift = jnp.max(relative)
+        flagged = (result == RESULTS.successful) & (drift > self.energy_tolerance)
+        bad = relative > self.energy_tolerance
+        # node k+1 is produced by step k; without stored nodes the step is not located
+        first_bad = jnp.where(jnp.any(bad) & (nodes is not None), jnp.argmax(bad), -1).astype(jnp.int32)
+        stats = eqx.tree_at(lambda s: (s.energy_error, s.num_failures, s.first_failed), stats,
+                            (drift.astype(stats.max_residual.dtype),
+                             jnp.where(flagged, 1, stats.num_failures).astype(jnp.int32),
+                             jnp.where(flagged, first_bad, stats.first_failed).astype(jnp.int32)))
+        return RESULTS.where(flagged, RESULTS.energy_drift, result), stats
 
     # ------------------------------------------------------------ simulate
     def prepare(self, params: Params, q0, v0, p0, num_steps, inputs):
@@ -270,6 +346,7 @@ class VariationalIntegrator(eqx.Module):
         params = as_arrays(params)
         finite_or_raise({"q0": q0, "v0": v0, "p0": p0, "inputs": us,
                          **{f"params[{k!r}]": v for k, v in params.items()}})
+        check_mass_matrix(self.model, params, q0, jnp.zeros_like(q0) if v0 is None else v0, self.t0, us[0])
         return params, q0, v0, p0, us, num_steps
 
     def simulate(
@@ -298,7 +375,8 @@ class VariationalIntegrator(eqx.Module):
         """
         params, q0, v0, p0, us, num_steps = self.prepare(params, q0, v0, p0, num_steps, inputs)
         traj = _simulate_jit(self, params, q0, v0, p0, us)
-        return check_solution(traj, traj.result, traj.stats, what=f"simulate ({self.describe()})", throw=throw)
+        return check_solution(traj, traj.result, traj.stats, what=f"simulate ({self.describe()})", throw=throw,
+                              context=lambda: self.diagnose_step_size(params, q0, us))
 
     def final_state(self, params: Params, q0: StateVector, v0: StateVector | None = None, num_steps: int = 100,
                     inputs: NodeInputs = None, *, p0: StateVector | None = None, throw: bool = True) -> FinalState:
@@ -315,7 +393,7 @@ class VariationalIntegrator(eqx.Module):
             return f" at step {first}" if first >= 0 else ""
 
         return check_solution(final, final.result, final.stats, what=f"final_state ({self.describe()})",
-                              throw=throw, locate=locate)
+                              throw=throw, locate=locate, context=lambda: self.diagnose_step_size(params, q0, us))
 
     # ------------------------------------------------------------ boundary value
     def solve_bvp(
@@ -351,7 +429,8 @@ def initial_rollout(integ: VariationalIntegrator, params, q0, v0, p0, us, save_t
     times = integ.node_times(us.shape[0] - 1, q0.dtype)
     if p0 is None:
         p0 = integ.initial_momentum(params, q0, v0, times[0], us[0])
-    return times, p0, integ.rollout(params, q0, p0, times, us, save_trajectory=save_trajectory, v0_hint=v0)
+    return times, p0, integ.rollout(params, q0, p0, times, us, save_trajectory=save_trajectory, v0_hint=v0,
+                                    monitor_energy=True)
 
 
 # Compiled once per (integrator, shapes): eager calls in a Python loop do not re-trace the scan.
@@ -361,6 +440,11 @@ def _simulate_jit(integ, params, q0, v0, p0, us) -> Trajectory:
     q = jnp.concatenate([q0[None], run.qs], axis=0)
     p = jnp.concatenate([p0[None], run.ps], axis=0)
     return Trajectory(times, q, p, run.result, run.stats)
+
+
+@eqx.filter_jit
+def _highest_frequency_jit(model, q0, t0, params, u0):
+    return model.highest_frequency(q0, t0, params, u0)
 
 
 @eqx.filter_jit

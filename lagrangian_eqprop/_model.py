@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Real
 
+from .errors import InputError
+
 __all__ = ["LagrangianModel", "ParameterShapes", "Params", "SeparableStructure", "interpolate_inputs"]
 
 Params = dict[str, Any]
@@ -99,6 +101,12 @@ class LagrangianModel(eqx.Module):
     - `force_expressions`: the SymPy force expressions (for display), or `None`.
     - `symbolic`: the SymPy record the model was compiled from (`SymbolicLagrangian` or
       `SymbolicNetwork` from `symbolic.py`), used only for display (`euler_lagrange_equations`).
+    - `autonomous`: whether L (and any force) has no explicit time dependence (detected by the
+      compilers; `None`: unknown). With no inputs and no force, the energy is then conserved.
+    - `input_velocity_coupling`: whether `∂²L/∂v∂u ≠ 0` (an input that enters with the
+      velocities, e.g. a moving pivot): then the Euler–Lagrange equations need the input's time
+      derivative `u̇`. Detected symbolically by the compilers; `None` (unknown, hand-built
+      models with inputs) is treated as coupled unless the model is separable.
     """
 
     lagrangian_fn: Callable = eqx.field(static=True)
@@ -111,6 +119,8 @@ class LagrangianModel(eqx.Module):
     expression: Any = eqx.field(static=True, default=None)
     force_expressions: Any = eqx.field(static=True, default=None)
     symbolic: Any = eqx.field(static=True, default=None)
+    input_velocity_coupling: bool | None = eqx.field(static=True, default=None)
+    autonomous: bool | None = eqx.field(static=True, default=None)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -129,6 +139,52 @@ class LagrangianModel(eqx.Module):
 
     def _u(self, u, q):
         return self.default_input(jnp.result_type(q)) if u is None else jnp.asarray(u)
+
+    @property
+    def conserves_energy(self) -> bool:
+        """True when the energy `p·v − L` is a constant of the motion: an autonomous L, no
+        inputs, no non-conservative force."""
+        return self.autonomous is True and self.num_inputs == 0 and self.force_fn is None
+
+    def highest_frequency(self, q: Vec, t: Time, params: Params, u: Vec | None = None,
+                          iterations: int = 60) -> Float[Array, ""]:
+        """Estimate of the highest linearised angular frequency `ω_max` at rest at `q`: the
+        square root of the largest eigenvalue of `M⁻¹K`, `K = −∂²L/∂q²` at `v = 0`, by power
+        iteration with Hessian-vector products (a lower bound that converges from below; the
+        mass matrix is solved densely unless the model is separable)."""
+        q = jnp.asarray(q)
+        zero = jnp.zeros_like(q)
+        u = self._u(u, q)
+        if self.separable is not None:
+            def stiffness(x):
+                return jax.jvp(lambda qq: jax.grad(self.separable.potential_fn)(qq, t, params, u), (q,), (x,))[1]
+
+            def solve_mass(y):
+                return self.separable.solve_mass(params, y)
+        else:
+            mass = self.mass_matrix(q, zero, t, params, u)
+
+            def stiffness(x):
+                return -jax.jvp(lambda qq: jax.grad(self.lagrangian)(qq, zero, t, params, u), (q,), (x,))[1]
+
+            def solve_mass(y):
+                return jnp.linalg.solve(mass, y)
+
+        def body(_, x):
+            y = solve_mass(stiffness(x))
+            return y / jnp.maximum(jnp.linalg.norm(y), jnp.finfo(q.dtype).tiny)
+
+        x0 = jnp.cos(1.0 + jnp.arange(q.shape[0], dtype=q.dtype))  # fixed, generic start
+        x = jax.lax.fori_loop(0, iterations, body, x0 / jnp.linalg.norm(x0))
+        eigenvalue = jnp.linalg.norm(solve_mass(stiffness(x)))
+        return jnp.sqrt(eigenvalue)
+
+    @property
+    def needs_input_rate(self) -> bool:
+        """Whether the equations of motion need `u̇` (see `input_velocity_coupling`)."""
+        if self.num_inputs == 0 or self.separable is not None:
+            return False
+        return self.input_velocity_coupling is not False
 
     # --------------------------------------------------------------- physics
     def lagrangian(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, ""]:
@@ -153,23 +209,38 @@ class LagrangianModel(eqx.Module):
             return jnp.zeros_like(q)
         return self.force_fn(q, v, t, params, self._u(u, q))
 
-    def acceleration(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, " n"]:
+    def acceleration(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None,
+                     u_dot: Vec | None = None) -> Float[Array, " n"]:
         """Accelerations from the Euler–Lagrange equations `d/dt ∂L/∂v − ∂L/∂q = F`.
 
-        `M a = ∂L/∂q − (∂²L/∂v∂q) v − ∂²L/∂v∂t + F`, solved with a linear solve (never a
-        pseudo-inverse: a singular M is a modelling error). For a separable model
+        `M a = ∂L/∂q − (∂²L/∂v∂q) v − ∂²L/∂v∂t − (∂²L/∂v∂u) u̇ + F`, solved with a linear solve
+        (never a pseudo-inverse: a singular M is a modelling error). For a separable model
         (`L = ½vᵀMv − V`, constant M) this is `M a = −∇V + F`, with no Hessian.
+
+        **Arguments:** `u_dot` `(m,)`, the inputs' time derivative, is required when the
+        inputs enter with the velocities (`needs_input_rate`); `vector_field` supplies it from
+        the input path. **Raises:** `InputError` when it is needed and missing.
         """
         if self.separable is not None:
             grad_potential = jax.grad(self.separable.potential_fn)(q, t, params, self._u(u, q))
             return self.separable.solve_mass(params, self.force(q, v, t, params, u) - grad_potential)
+        dtype = jnp.result_type(q)
+        u = self._u(u, q)
+        if u_dot is None:
+            if self.needs_input_rate:
+                raise InputError(
+                    f"the inputs {self.input_names} enter the Lagrangian with the velocities (∂²L/∂v∂u ≠ 0), so "
+                    "the accelerations need their time derivative: pass u_dot (vector_field takes it from the "
+                    "input path)" + ("" if self.input_velocity_coupling else "; for a hand-built model whose "
+                                     "inputs do not couple to velocities, set input_velocity_coupling=False") + ".")
+            u_dot = jnp.zeros_like(u)
         dL_dv = jax.grad(self.lagrangian, argnums=1)
         dL_dq = jax.grad(self.lagrangian, argnums=0)(q, v, t, params, u)
-        # d/dt (∂L/∂v) along (q̇, t) with v held fixed: one forward-mode JVP.
+        # d/dt (∂L/∂v) along (q̇, t, u̇) with v held fixed: one forward-mode JVP.
         _, mixed = jax.jvp(
-            lambda qq, tt: dL_dv(qq, v, tt, params, u),
-            (q, jnp.asarray(t, dtype=jnp.result_type(q))),
-            (v, jnp.ones((), dtype=jnp.result_type(q))),
+            lambda qq, tt, uu: dL_dv(qq, v, tt, params, uu),
+            (q, jnp.asarray(t, dtype=dtype), u),
+            (v, jnp.ones((), dtype=dtype), jnp.asarray(u_dot, dtype=u.dtype)),
         )
         rhs = dL_dq - mixed + self.force(q, v, t, params, u)
         return jnp.linalg.solve(self.mass_matrix(q, v, t, params, u), rhs)
@@ -177,12 +248,17 @@ class LagrangianModel(eqx.Module):
     def vector_field(self, t, state, args) -> tuple[Array, Array]:
         """First-order field `(q, v) ↦ (v, a)` in diffrax's `(t, y, args)` convention.
 
-        `args = (params, input_fn)` where `input_fn(t) -> (m,)` (or `None` without inputs).
+        `args = (params, input_fn)` where `input_fn(t) -> (m,)` is the input path (or `None`
+        without inputs); its time derivative `u̇`, which the equations need when inputs enter
+        with the velocities, is taken exactly by forward-mode differentiation of `input_fn`.
         """
         q, v = state
         params, input_fn = args
-        u = None if input_fn is None else input_fn(t)
-        return v, self.acceleration(q, v, t, params, u)
+        if input_fn is None:
+            return v, self.acceleration(q, v, t, params)
+        t = jnp.asarray(t, dtype=jnp.result_type(q))
+        u, u_dot = jax.jvp(input_fn, (t,), (jnp.ones_like(t),))
+        return v, self.acceleration(q, v, t, params, u, u_dot)
 
     def ode_term(self) -> diffrax.ODETerm:
         """The continuous Euler–Lagrange equations as a `diffrax.ODETerm` on `y = (q, v)`."""

@@ -47,6 +47,17 @@ class RESULTS(eqx.Enumeration):
         "conjugate point of the start node"
     )
     diverged = "Newton diverged (its steps grew): the time step is too large for the nonlinearity"
+    energy_drift = (
+        "the energy of this conservative system drifted by more than the integrator's energy_tolerance: "
+        "the time step is past the stability limit of an explicit step (ω_max·dt ≥ 2) or too large for an "
+        "implicit one (a spurious solution)"
+    )
+    ill_conditioned = (
+        "the two-point problem is (nearly) singular: the end node is at or near a conjugate point of the "
+        "start node (the Jacobian's condition number, relative to a free particle's at the same resolution, "
+        "exceeds the limit), so the solution and its gradients are unreliable; change the horizon or the "
+        "time step"
+    )
     ode_solver_failed = (
         "the continuous (diffrax) solve of the Euler–Lagrange equations failed: it reached its maximum "
         "number of steps or went non-finite"
@@ -63,6 +74,10 @@ class SolveStats(eqx.Module):
     - `newton_iterations_mean`, `newton_iterations_max`: Newton iterations per step (0 on the
       explicit path); for a two-point solve, the iterations of the whole-trajectory Newton.
     - `max_residual`: the worst final residual (max-norm) over the steps or nodes.
+    - `condition`: two-point solves: the 1-norm condition-number estimate of the final
+      Jacobian (NaN elsewhere).
+    - `energy_error`: runs of a conservative system: `max_k |E_k − E_0|` over the monitored
+      nodes, relative to the energy's scale (NaN when not monitored).
     """
 
     num_failures: Int[Array, ""]
@@ -70,12 +85,15 @@ class SolveStats(eqx.Module):
     newton_iterations_mean: Float[Array, ""]
     newton_iterations_max: Int[Array, ""]
     max_residual: Float[Array, ""]
+    condition: Float[Array, ""]
+    energy_error: Float[Array, ""]
 
     @staticmethod
     def empty(dtype=float) -> "SolveStats":
         """Statistics of a solve that did nothing (and so cannot have failed)."""
         zero = jnp.zeros((), jnp.int32)
-        return SolveStats(zero, -jnp.ones((), jnp.int32), jnp.zeros((), dtype), zero, jnp.zeros((), dtype))
+        nan = jnp.full((), jnp.nan, dtype)
+        return SolveStats(zero, -jnp.ones((), jnp.int32), jnp.zeros((), dtype), zero, jnp.zeros((), dtype), nan, nan)
 
 
 class Trajectory(eqx.Module):
@@ -167,12 +185,18 @@ def _message(what: str, code: int, location: str, stats_text: str) -> str:
 
 
 def _stats_text(stats: SolveStats, index) -> str:
-    mean = float(np.asarray(stats.newton_iterations_mean).reshape(-1)[index])
-    if mean == 0.0:
-        return ""
-    largest = int(np.asarray(stats.newton_iterations_max).reshape(-1)[index])
-    residual = float(np.asarray(stats.max_residual).reshape(-1)[index])
-    return f" (Newton iterations per step: mean {mean:.1f}, max {largest}; worst residual {residual:.2e})"
+    def value(field):
+        return np.asarray(getattr(stats, field)).reshape(-1)[index]
+
+    parts = []
+    if float(value("newton_iterations_mean")) != 0.0:
+        parts.append(f"Newton iterations per step: mean {float(value('newton_iterations_mean')):.1f}, max "
+                     f"{int(value('newton_iterations_max'))}; worst residual {float(value('max_residual')):.2e}")
+    if np.isfinite(value("condition")):
+        parts.append(f"condition estimate {float(value('condition')):.2e}")
+    if np.isfinite(value("energy_error")):
+        parts.append(f"relative energy error {float(value('energy_error')):.2e}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def check_solution(value, result: RESULTS, stats: SolveStats | None, *, what: str, unit: str = "step",

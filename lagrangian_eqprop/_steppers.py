@@ -54,7 +54,8 @@ class StepRecord(eqx.Module):
 
     def stats(self, num_steps: int) -> SolveStats:
         mean = self.iterations_sum.astype(self.max_residual.dtype) / max(num_steps, 1)
-        return SolveStats(self.num_failures, self.first_failed, mean, self.iterations_max, self.max_residual)
+        nan = jnp.full((), jnp.nan, self.max_residual.dtype)
+        return SolveStats(self.num_failures, self.first_failed, mean, self.iterations_max, self.max_residual, nan, nan)
 
 
 class AbstractStepper(eqx.Module):
@@ -121,7 +122,8 @@ class StormerVerlet(AbstractStepper):
             first = -jnp.ones((), jnp.int32)
         result = RESULTS.where(failures > 0, RESULTS.nonfinite_state, RESULTS.successful)
         zero = jnp.zeros((), jnp.int32)
-        return result, SolveStats(failures, first, jnp.zeros((), dtype), zero, jnp.zeros((), dtype))
+        nan = jnp.full((), jnp.nan, dtype)
+        return result, SolveStats(failures, first, jnp.zeros((), dtype), zero, jnp.zeros((), dtype), nan, nan)
 
 
 class ImplicitStep(AbstractStepper):

@@ -149,9 +149,19 @@ def _cmd_simulate(args) -> int:
     from ._solution import check_solution
     from .plotting import plot_simulation
 
+    from .errors import ConfigError
+
     system = _system(args.system, _parse_assignments(args.set, "--set"))
     model = system.model
     integ = _integrator(system, args)
+    number = integ.stability_number(system.params, system.q0)
+    if integ.explicit and number >= 2.0:
+        raise ConfigError(f"--dt {args.dt}: past the stability limit of the explicit Störmer–Verlet step "
+                          f"(ω_max·dt = {number:.3g} ≥ 2 at the initial state); take --dt below "
+                          f"{2.0 * args.dt / number:.3g}, or --rule midpoint.")
+    if number > 2.0:
+        print(f"warning: ω_max·dt = {number:.3g} at the initial state: the step does not resolve the fastest "
+              "oscillation; the implicit solution may be spurious (the energy monitor will tell).", file=sys.stderr)
     t0 = time.perf_counter()
 
     @eqx.filter_jit

@@ -16,7 +16,7 @@ import sympy
 from .._graph import PotentialFromLagrangian, ScalarFunction, VectorFunction
 from .._model import LagrangianModel, SeparableStructure
 from .printing import lambdify
-from .structure import check_nondegenerate, is_time_reversible, kinetic_mass, mass_structure
+from .structure import check_nondegenerate, couples_inputs_to_velocities, is_time_reversible, kinetic_mass, mass_structure
 from .validate import make_table, name_of, normalise_forces, to_plain
 
 __all__ = ["SymbolicLagrangian", "compile_lagrangian"]
@@ -83,6 +83,7 @@ def compile_lagrangian(
 
     force_fn = None
     force_expressions = None
+    plain_forces = []
     if forces is not None:
         force_expressions = tuple(sympy.sympify(f) for f in normalise_forces(forces, table.coordinates))
         plain_forces = [
@@ -121,4 +122,6 @@ def compile_lagrangian(
         expression=L,
         force_expressions=force_expressions,
         symbolic=record,
+        input_velocity_coupling=couples_inputs_to_velocities(plain, table),
+        autonomous=table.t not in plain.free_symbols and not any(table.t in f.free_symbols for f in plain_forces),
     )

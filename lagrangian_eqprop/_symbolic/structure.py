@@ -11,12 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import sympy
 
+from .._checks import degenerate_coordinates, degenerate_message
 from .._graph import MassFunction
 from ..errors import LagrangianError
 from .printing import lambdify
 from .validate import SymbolTable
 
-__all__ = ["check_nondegenerate", "is_time_reversible", "is_zero", "kinetic_mass", "mass_structure"]
+__all__ = ["check_nondegenerate", "couples_inputs_to_velocities", "is_time_reversible", "is_zero", "kinetic_mass",
+           "mass_structure"]
 
 _NUM_SAMPLE_POINTS = 4
 
@@ -31,29 +33,6 @@ def _sample_points(rng, num_points, n, parameter_shapes, m, dtype, symmetric: bo
         for name, shape in parameter_shapes.items()
     }
     return q, v, t, params, u
-
-
-def _degenerate_coordinates(hessian: np.ndarray, rtol: float, eps: float) -> list[int] | None:
-    """Indices of the coordinates involved in the null space of a singular velocity Hessian,
-    or `None` when the Hessian is regular. Zero rows/columns are named directly."""
-    hessian = 0.5 * (hessian + hessian.T)
-    row_size = np.max(np.abs(hessian), axis=1)
-    scale = row_size.max()
-    if scale == 0.0:
-        return list(range(hessian.shape[0]))
-    # A row that is zero to round-off (L does not depend on that velocity quadratically).
-    zero_rows = np.flatnonzero(row_size <= 10.0 * eps * scale)
-    if zero_rows.size:
-        return zero_rows.tolist()
-    # Symmetric equilibration so that very different masses are not mistaken for degeneracy.
-    d = 1.0 / np.sqrt(row_size)
-    scaled = hessian * d[:, None] * d[None, :]
-    _, s, vh = np.linalg.svd(scaled)
-    null = s <= rtol * s[0]
-    if not null.any():
-        return None
-    weight = np.sqrt(np.sum(vh[null] ** 2, axis=0))
-    return np.flatnonzero(weight >= 0.25 * weight.max()).tolist()
 
 
 def check_nondegenerate(
@@ -99,16 +78,13 @@ def check_nondegenerate(
         return
     culprits: list[int] = []
     for h in finite_hessians:
-        involved = _degenerate_coordinates(h, rtol, eps)
+        involved = degenerate_coordinates(h, rtol, eps)
         if involved is None:
             return  # regular somewhere: not structurally degenerate
         culprits.extend(i for i in involved if i not in culprits)
     names = ", ".join(coordinate_names[i] for i in sorted(culprits))
-    raise LagrangianError(
-        f"{where} is degenerate: the velocity Hessian ∂²L/∂v² is singular (at every sample point),"
-        f" involving coordinate(s) {names}. A Lagrangian linear in a velocity, or depending on"
-        " velocities only through a combination such as (ẋ + ẏ), has no well-defined dynamics."
-    )
+    raise LagrangianError(degenerate_message(f"{where} is degenerate: the velocity Hessian ∂²L/∂v² is singular "
+                                             "(at every sample point)", names))
 
 
 def is_zero(expr) -> bool:
@@ -145,6 +121,13 @@ def is_time_reversible(plain: sympy.Expr, table: SymbolTable) -> bool:
     """`L(q, −v) == L(q, v)` symbolically."""
     flipped = plain.xreplace({vi: -vi for vi in table.v})
     return is_zero(flipped - plain)
+
+
+def couples_inputs_to_velocities(plain: sympy.Expr, table: SymbolTable) -> bool:
+    """Whether some input appears in `∂L/∂v` (so `∂²L/∂v∂u ≠ 0`, up to cancellations SymPy
+    does not see): then the equations of motion need the inputs' time derivative."""
+    inputs = set(table.u)
+    return bool(inputs) and any(sympy.diff(plain, vi).free_symbols & inputs for vi in table.v)
 
 
 def mass_structure(mass: sympy.Matrix, table: SymbolTable) -> tuple[Callable, bool]:
