@@ -355,6 +355,9 @@ def solve_bvp(
     the largest scaled residual).
     """
     model = integ.model
+    if model.constrained:
+        raise InputError("two-point solves of constrained models are not supported yet: the Newton system would "
+                         "need the multipliers at every node; use an initial-value estimator (the echo, BPTT).")
     check_params(model, params)
     num_steps = check_num_steps(num_steps)
     q_start = as_vector(q_start, "q_start", model)

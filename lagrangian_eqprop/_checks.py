@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError, LagrangianError
 
-__all__ = ["as_float_array", "as_vector", "check_mass_matrix", "check_num_steps", "check_params", "check_state_pair",
+__all__ = ["as_float_array", "as_vector", "check_constraints", "check_mass_matrix", "check_num_steps", "check_params", "check_state_pair",
            "degenerate_coordinates", "degenerate_message", "finite_or_raise"]
 
 
@@ -61,6 +61,33 @@ def check_params(model, params) -> None:
         given = tuple(np.shape(params[name]))
         if given != tuple(shape):
             raise InputError(f"parameter {name!r} must have shape {tuple(shape)}, got {given}.")
+
+
+def check_constraints(model, params, q0, v0, t0, u0) -> None:
+    """The initial state of a constrained model must lie on the constraint manifold and move
+    along it: `φ(q0, t0) = 0` and `Dφ v0 + ∂_tφ = 0` (to `√ε` relative). Eager; names the
+    constraint and its value."""
+    if not model.constrained or any(isinstance(x, jax.core.Tracer)
+                                    for x in [q0, v0, t0, u0, *jax.tree_util.tree_leaves(params)]):
+        return
+    tol = float(np.sqrt(np.finfo(np.asarray(q0).dtype).eps))
+    scale = 1.0 + float(np.max(np.abs(np.asarray(q0))))
+    values = np.asarray(model.constraint(q0, t0, params, u0))
+    worst = int(np.argmax(np.abs(values)))
+    if abs(values[worst]) > tol * scale:
+        raise InputError(f"q0 violates holonomic constraint #{worst}: φ = {values[worst]:.3g} (it must be 0); start "
+                         "on the constraint manifold.")
+    if v0 is None:
+        return
+    t0 = jnp.asarray(t0, dtype=jnp.result_type(q0))
+    _, rate = jax.jvp(lambda q, t: model.constraint(q, t, params, u0), (jnp.asarray(q0), t0),
+                      (jnp.asarray(v0), jnp.ones_like(t0)))
+    rate = np.asarray(rate)
+    worst = int(np.argmax(np.abs(rate)))
+    speed = 1.0 + float(np.max(np.abs(np.asarray(v0))))
+    if abs(rate[worst]) > tol * speed:
+        raise InputError(f"v0 violates holonomic constraint #{worst}: dφ/dt = {rate[worst]:.3g} (it must be 0); the "
+                         "initial velocity must be tangent to the constraint manifold.")
 
 
 def degenerate_message(what: str, names: str) -> str:

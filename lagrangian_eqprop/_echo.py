@@ -54,7 +54,7 @@ def free_pass(integ, params, cost, q0, p0, times, us, v0=None):
     **Returns:** `(q_N, p_N, loss, result, stats)`.
     """
 
-    def accumulate(j, q_a, q_b, node_a, node_b):
+    def accumulate(j, q_a, q_b, node_a, node_b, *multipliers):
         return cost(j + 1, q_b)
 
     run = integ.rollout(params, q0, p0, times, us, accumulate=accumulate,
@@ -82,20 +82,31 @@ def echo_pass(integ, params, cost, beta, q_final, p_final, times, us, *, with_in
         return jnp.where(j <= num_steps - 2, beta * grad_cost(k, q), jnp.zeros_like(q))
 
     # The echo step Q_j → Q_{j+1} is the forward interval (Q_{j+1} at node N−1−j, Q_j at N−j).
-    def accumulate(j, q_a, q_b, node_a, node_b):
-        return theta_gradient(integ, params, q_b, q_a, node_b, node_a)
+    # With constraints the accumulated action is the augmented one, L_d − λ_j·φ(Q_j): its
+    # θ-derivative adds −λ_j·∂_θφ(Q_j), λ_j the echo's multipliers at Q_j.
+    model = integ.model
 
-    def accumulate_with_inputs(j, q_a, q_b, node_a, node_b):
-        return jax.grad(disc, argnums=0)(params, q_b, q_a, node_b, node_a)
+    def constraint_work(prm, q, node, lam):
+        return jnp.dot(lam, model.constraint(q, node[0], prm, node[1]))
 
-    def emit_inputs(j, q_a, q_b, node_a, node_b):
+    def accumulate(j, q_a, q_b, node_a, node_b, *lam):
+        g = jax.grad(disc, argnums=0)(params, q_b, q_a, node_b, node_a)
+        if lam:
+            g_phi = jax.grad(constraint_work)(params, q_a, node_a, lam[0])
+            g = jax.tree_util.tree_map(jnp.subtract, g, g_phi)
+        return g
+
+    def emit_inputs(j, q_a, q_b, node_a, node_b, *lam):
         # ∂L_d/∂u at both ends of the interval; placed at their nodes after the scan.
-        _, g_node_b, g_node_a = jax.grad(disc, argnums=(0, 3, 4))(params, q_b, q_a, node_b, node_a)
-        return g_node_b[1], g_node_a[1]
+        g_node_b, g_node_a = jax.grad(disc, argnums=(3, 4))(params, q_b, q_a, node_b, node_a)
+        g_u_a = g_node_a[1]
+        if lam:
+            g_u_a = g_u_a - jax.grad(constraint_work, argnums=2)(params, q_a, node_a, lam[0])[1]
+        return g_node_b[1], g_u_a
 
     run = integ.rollout(
         params, q_final, p_start, times[::-1], us[::-1], kick=kick,
-        accumulate=accumulate_with_inputs if with_inputs else accumulate,
+        accumulate=accumulate,
         accumulator_init=jax.tree_util.tree_map(lambda x: jnp.zeros_like(jnp.asarray(x, q_final.dtype)), params),
         save_trajectory=save_trajectory, emit=emit_inputs if with_inputs else None,
     )

@@ -199,6 +199,9 @@ class FixedEndpoints(AbstractEqProp):
 
     def check(self, integ):
         _check_variational(integ, "bvp")
+        if integ.model.constrained:
+            raise EstimatorError("the fixed-endpoint estimator does not support constrained models yet (its two-point "
+                                 "solve would need multipliers at every node); use the echo.")
 
     def compute(self, integ, params, cost, problem, *, full=False):
         us = problem.us
@@ -242,8 +245,12 @@ class Naive(AbstractEqProp):
             def kick(j, q):
                 return jnp.where(j + 1 <= num_steps - 1, b * grad_cost(j + 1, q), jnp.zeros_like(q))
 
-            def accumulate(j, q_a, q_b, node_a, node_b):
-                return theta_gradient(integ, prm, q_a, q_b, node_a, node_b), cost(j + 1, q_b)
+            def accumulate(j, q_a, q_b, node_a, node_b, *lam):
+                g = theta_gradient(integ, prm, q_a, q_b, node_a, node_b)
+                if lam:  # the augmented action L_d − λ_a·φ(q_a)
+                    g_phi = jax.grad(lambda p_: jnp.dot(lam[0], integ.model.constraint(q_a, node_a[0], p_, node_a[1])))(prm)
+                    g = jax.tree_util.tree_map(jnp.subtract, g, g_phi)
+                return g, cost(j + 1, q_b)
 
             acc0 = (jax.tree_util.tree_map(jnp.zeros_like, prm), jnp.zeros((), q0.dtype))
             out = integ.rollout(prm, q0, p_init, times, us, kick=kick, accumulate=accumulate,

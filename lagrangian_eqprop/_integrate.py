@@ -22,6 +22,7 @@ from jaxtyping import Array, ArrayLike, Float, Real
 from . import _bvp
 from ._checks import (
     as_float_array,
+    check_constraints,
     check_mass_matrix,
     check_num_steps,
     check_params,
@@ -232,10 +233,10 @@ class VariationalIntegrator(eqx.Module):
         **Returns:** `(q_b, p_b, ok)` with `ok` a boolean scalar (converged and finite).
         """
         if isinstance(self.stepper, ImplicitStep):
-            q_b, p_b, info = self.stepper.solve(params, q, p, node_a, node_b, q if q_guess is None else q_guess)
+            q_b, p_b, info, _ = self.stepper.solve(params, q, p, node_a, node_b, q if q_guess is None else q_guess)
             return q_b, p_b, info.ok
         aux = self.stepper.init(params, q, p, node_a, self.dt)
-        q_b, p_b, _, _ = self.stepper.step(params, q, p, aux, node_a, node_b)
+        q_b, p_b, _, _, _ = self.stepper.step(params, q, p, aux, node_a, node_b)
         return q_b, p_b, jnp.all(jnp.isfinite(q_b)) & jnp.all(jnp.isfinite(p_b))
 
     # --------------------------------------------------------------- rollout
@@ -263,10 +264,11 @@ class VariationalIntegrator(eqx.Module):
           and `(N+1, m)` (reverse them to run the echo).
         - `kick(j, q_{j+1}) -> (n,)`: added to `p_{j+1}` after step j (nudging).
         - `accumulate(j, q_j, q_{j+1}, node_j, node_{j+1}) -> pytree`: summed over steps on the
-          fly (e.g. `∂_θ L_d`), starting from `accumulator_init`.
+          fly (e.g. `∂_θ L_d`), starting from `accumulator_init`. For a constrained model it
+          also receives the multipliers `λ_j` of node j (`(c,)`) as a sixth argument.
         - `save_trajectory`: keep all nodes (`True`) or only the final one (O(1) memory in N).
-        - `emit(j, q_j, q_{j+1}, node_j, node_{j+1}) -> pytree`: per-step outputs, stacked
-          along a leading axis of length N (memory O(N), like the node data).
+        - `emit(j, q_j, q_{j+1}, node_j, node_{j+1}[, λ_j]) -> pytree`: per-step outputs,
+          stacked along a leading axis of length N (memory O(N), like the node data).
         - `v0_hint`: initial velocity for the first predictor (default from `p0`).
         - `monitor_energy`: for a conservative model (`model.conserves_energy`) and a run
           without kicks, report `RESULTS.energy_drift` when the relative energy error exceeds
@@ -284,15 +286,16 @@ class VariationalIntegrator(eqx.Module):
             j, q, p, aux, acc, record = carry
             node_a = (times[j], inputs[j])
             node_b = (times[j + 1], inputs[j + 1])
-            q_b, p_b, aux_b, info = stepper.step(params, q, p, aux, node_a, node_b)
+            q_b, p_b, aux_b, info, multipliers = stepper.step(params, q, p, aux, node_a, node_b)
             if kick is not None:
                 p_b = p_b + kick(j, q_b)
+            extra = () if multipliers is None else (multipliers,)
             if accumulate is not None:
-                acc = jax.tree_util.tree_map(jnp.add, acc, accumulate(j, q, q_b, node_a, node_b))
+                acc = jax.tree_util.tree_map(jnp.add, acc, accumulate(j, q, q_b, node_a, node_b, *extra))
             if info is not None:
                 record = record.record(j, info)
             out = ((q_b, p_b) if save_trajectory else None,
-                   emit(j, q, q_b, node_a, node_b) if emit is not None else None)
+                   emit(j, q, q_b, node_a, node_b, *extra) if emit is not None else None)
             return (j + 1, q_b, p_b, aux_b, acc, record), out
 
         # The step index is carried (not scanned over) so that memory stays O(1) in N.
@@ -347,6 +350,7 @@ class VariationalIntegrator(eqx.Module):
         finite_or_raise({"q0": q0, "v0": v0, "p0": p0, "inputs": us,
                          **{f"params[{k!r}]": v for k, v in params.items()}})
         check_mass_matrix(self.model, params, q0, jnp.zeros_like(q0) if v0 is None else v0, self.t0, us[0])
+        check_constraints(self.model, params, q0, v0, self.t0, us[0])
         return params, q0, v0, p0, us, num_steps
 
     def simulate(

@@ -101,6 +101,8 @@ class LagrangianModel(eqx.Module):
     - `force_expressions`: the SymPy force expressions (for display), or `None`.
     - `symbolic`: the SymPy record the model was compiled from (`SymbolicLagrangian` or
       `SymbolicNetwork` from `symbolic.py`), used only for display (`euler_lagrange_equations`).
+    - `constraint_fn`: holonomic constraints `(q, v, t, params, u) -> (c,)` (independent of `v`),
+      `φ(q, t) = 0`, or `None`; `num_constraints`: `c`.
     - `autonomous`: whether L (and any force) has no explicit time dependence (detected by the
       compilers; `None`: unknown). With no inputs and no force, the energy is then conserved.
     - `input_velocity_coupling`: whether `∂²L/∂v∂u ≠ 0` (an input that enters with the
@@ -121,6 +123,8 @@ class LagrangianModel(eqx.Module):
     symbolic: Any = eqx.field(static=True, default=None)
     input_velocity_coupling: bool | None = eqx.field(static=True, default=None)
     autonomous: bool | None = eqx.field(static=True, default=None)
+    constraint_fn: Callable | None = eqx.field(static=True, default=None)
+    num_constraints: int = eqx.field(static=True, default=0)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -139,6 +143,19 @@ class LagrangianModel(eqx.Module):
 
     def _u(self, u, q):
         return self.default_input(jnp.result_type(q)) if u is None else jnp.asarray(u)
+
+    @property
+    def constrained(self) -> bool:
+        """Whether the model carries holonomic constraints."""
+        return self.constraint_fn is not None
+
+    def constraint(self, q: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, " c"]:
+        """The constraint values `φ(q, t)`, shape `(c,)` (zero on the constraint manifold)."""
+        return self.constraint_fn(q, jnp.zeros_like(q), t, params, self._u(u, q))
+
+    def constraint_jacobian(self, q: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, "c n"]:
+        """`Dφ = ∂φ/∂q`, shape `(c, n)`."""
+        return jax.jacfwd(self.constraint, argnums=0)(jnp.asarray(q), t, params, u)
 
     @property
     def conserves_energy(self) -> bool:
@@ -215,13 +232,14 @@ class LagrangianModel(eqx.Module):
 
         `M a = ∂L/∂q − (∂²L/∂v∂q) v − ∂²L/∂v∂t − (∂²L/∂v∂u) u̇ + F`, solved with a linear solve
         (never a pseudo-inverse: a singular M is a modelling error). For a separable model
-        (`L = ½vᵀMv − V`, constant M) this is `M a = −∇V + F`, with no Hessian.
+        (`L = ½vᵀMv − V`, constant M) this is `M a = −∇V + F`, with no Hessian. With holonomic
+        constraints, `M a = … + Dφᵀλ` together with `φ̈ = 0` (a saddle-point solve).
 
         **Arguments:** `u_dot` `(m,)`, the inputs' time derivative, is required when the
         inputs enter with the velocities (`needs_input_rate`); `vector_field` supplies it from
         the input path. **Raises:** `InputError` when it is needed and missing.
         """
-        if self.separable is not None:
+        if self.separable is not None and not self.constrained:
             grad_potential = jax.grad(self.separable.potential_fn)(q, t, params, self._u(u, q))
             return self.separable.solve_mass(params, self.force(q, v, t, params, u) - grad_potential)
         dtype = jnp.result_type(q)
@@ -243,7 +261,22 @@ class LagrangianModel(eqx.Module):
             (v, jnp.ones((), dtype=dtype), jnp.asarray(u_dot, dtype=u.dtype)),
         )
         rhs = dL_dq - mixed + self.force(q, v, t, params, u)
-        return jnp.linalg.solve(self.mass_matrix(q, v, t, params, u), rhs)
+        mass = self.mass_matrix(q, v, t, params, u)
+        if not self.constrained:
+            return jnp.linalg.solve(mass, rhs)
+        # Holonomic constraints: M a = rhs + Dφᵀλ with φ̈ = Dφ a + γ = 0, where γ is the rest of
+        # the second time derivative of φ along (v, 1): a saddle-point (KKT) solve.
+        t = jnp.asarray(t, dtype=dtype)
+
+        def phi_dot(qq, tt):
+            return jax.jvp(lambda a, b: self.constraint(a, b, params, u), (qq, tt), (v, jnp.ones((), dtype)))[1]
+
+        jacobian = self.constraint_jacobian(q, t, params, u)
+        _, gamma = jax.jvp(phi_dot, (q, t), (v, jnp.ones((), dtype)))
+        c = self.num_constraints
+        kkt = jnp.block([[mass, -jacobian.T], [jacobian, jnp.zeros((c, c), dtype)]])
+        solution = jnp.linalg.solve(kkt, jnp.concatenate([rhs, -gamma]))
+        return solution[: q.shape[0]]
 
     def vector_field(self, t, state, args) -> tuple[Array, Array]:
         """First-order field `(q, v) ↦ (v, a)` in diffrax's `(t, y, args)` convention.

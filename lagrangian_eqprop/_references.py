@@ -75,6 +75,10 @@ class Implicit(AbstractEstimator):
     name: ClassVar[str] = "implicit"
     problem_kind: ClassVar[str] = "boundary"
 
+    def check(self, integ):
+        if integ.model.constrained:
+            raise EstimatorError("the implicit (two-point) gradient does not support constrained models yet.")
+
     def compute(self, integ, params, cost, problem, *, full=False):
         def loss(prm):
             traj = boundary_trajectory(integ, prm, problem.q_start, problem.q_end, problem.us)

@@ -97,7 +97,7 @@ class Trapezoid(AbstractRule):
         return ((0.0, 1.0), (0.5, 0.5), ((1.0, 0.0), (0.0, 1.0)), ((-1.0, 1.0), (-1.0, 1.0)))
 
     def allows_explicit_step(self, model) -> bool:
-        return model.separable is not None and model.force_fn is None
+        return model.separable is not None and model.force_fn is None and not model.constrained
 
 
 def _lobatto(num_points: int) -> tuple[np.ndarray, np.ndarray]:

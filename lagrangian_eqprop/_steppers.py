@@ -68,8 +68,10 @@ class AbstractStepper(eqx.Module):
         raise NotImplementedError
 
     def step(self, params: Params, q, p, aux, node_a: Node, node_b: Node):
-        """**Returns:** `(q_b, p_b, aux_b, info)`, `info` a `RootInfo` or `None` when the step
-        cannot fail except by going non-finite (checked once after the run, `finish`)."""
+        """**Returns:** `(q_b, p_b, aux_b, info, multipliers)`: `info` a `RootInfo` or `None` when
+        the step cannot fail except by going non-finite (checked once after the run, `finish`);
+        `multipliers` the Lagrange multipliers `λ_a` of the constraints at node a (`(c,)`) or
+        `None` for an unconstrained model."""
         raise NotImplementedError
 
     def finish(self, record: StepRecord, q_n, p_n, qs, ps, num_steps: int) -> tuple[RESULTS, SolveStats]:
@@ -109,7 +111,7 @@ class StormerVerlet(AbstractStepper):
         q_b = q + h * velocity
         grad_b = self.potential_gradient(params, q_b, node_b)
         p_b = sep.apply_mass(params, velocity) - 0.5 * h * grad_b
-        return q_b, p_b, grad_b, None
+        return q_b, p_b, grad_b, None, None
 
     def finish(self, record, q_n, p_n, qs, ps, num_steps):
         dtype = q_n.dtype
@@ -130,36 +132,68 @@ class ImplicitStep(AbstractStepper):
     """The general step: solve the discrete Legendre transform `p_a = p⁻(q_a, q_b)` (and the
     Galerkin stage equations) for `q_b` with a root finder, then read `p_b = p⁺(q_a, q_b)`.
 
-    The predictor extrapolates linearly from the previous node, `q_b ≈ 2 q_a − q_{a−1}`.
+    With holonomic constraints (theory §7) the unknowns are `(q_b, λ_a)`: `p_a + D₁L_d(q_a, q_b)
+    − Dφ(q_a)ᵀλ_a = 0` and `φ(q_b) = 0` (SHAKE for the trapezoid rule), so every node satisfies
+    the constraints to the solver's tolerance; the step stays time-reversible, and the echo exact.
+
+    The predictor extrapolates linearly from the previous node, `q_b ≈ 2 q_a − q_{a−1}`; the
+    multipliers start from the previous step's.
     """
 
     description: ClassVar[str] = "implicit step (root finder)"
     discrete: DiscreteLagrangian
     root_finder: AbstractRootFinder
 
+    @property
+    def model(self) -> LagrangianModel:
+        return self.discrete.model
+
     def init(self, params, q0, p0, node0, dt, v0_hint=None):
         # Backwards in time the predictor must extrapolate along the rollout's own direction,
         # which `dt` (signed by the node order) and the velocity hint give.
-        return q0 - dt * v0_hint
+        previous = q0 - dt * v0_hint
+        if self.model.constrained:
+            return previous, jnp.zeros((self.model.num_constraints,), q0.dtype)
+        return previous
 
-    def solve(self, params, q, p, node_a, node_b, q_guess):
-        """`(q_b, p_b, info)` from `(q_a, p_a)` with the predictor `q_guess`."""
-        disc = self.discrete
+    def solve(self, params, q, p, node_a, node_b, q_guess, multipliers_guess=None):
+        """`(q_b, p_b, info, λ_a)` from `(q_a, p_a)` with the predictor `q_guess` (`λ_a` is
+        `None` without constraints)."""
+        disc, model = self.discrete, self.model
 
-        def equations(z):
-            internal, q_b = z
-            res = disc.control_residual(params, q, internal, q_b, node_a, node_b)
-            # Row 0: p_a + ∂_a S + f_a = 0 (discrete Legendre transform); middle rows: stages.
-            return res[:-1].at[0].add(p)
+        if model.constrained:
+            jacobian = model.constraint_jacobian(q, node_a[0], params, node_a[1])
 
-        guess = (disc.initial_internal(q, q_guess), q_guess)
-        (internal, q_b), info = self.root_finder.solve(equations, guess)
+            def equations(z):
+                internal, q_b, lam = z
+                res = disc.control_residual(params, q, internal, q_b, node_a, node_b)[:-1]
+                # Row 0: p_a + D₁L_d − Dφ(q_a)ᵀλ_a = 0 (constrained DEL); then stages; then φ(q_b) = 0.
+                return res.at[0].add(p - jacobian.T @ lam), model.constraint(q_b, node_b[0], params, node_b[1])
+
+            if multipliers_guess is None:
+                multipliers_guess = jnp.zeros((model.num_constraints,), q.dtype)
+            guess = (disc.initial_internal(q, q_guess), q_guess, multipliers_guess)
+            (internal, q_b, lam), info = self.root_finder.solve(equations, guess)
+        else:
+            def equations(z):
+                internal, q_b = z
+                res = disc.control_residual(params, q, internal, q_b, node_a, node_b)
+                # Row 0: p_a + ∂_a S + f_a = 0 (discrete Legendre transform); middle rows: stages.
+                return res[:-1].at[0].add(p)
+
+            guess = (disc.initial_internal(q, q_guess), q_guess)
+            (internal, q_b), info = self.root_finder.solve(equations, guess)
+            lam = None
         p_b = disc.control_residual(params, q, internal, q_b, node_a, node_b)[-1]
         finite = jnp.all(jnp.isfinite(q_b)) & jnp.all(jnp.isfinite(p_b))
         info = eqx.tree_at(lambda i: i.result, info,
                            RESULTS.where(finite, info.result, first_failure(info.result, RESULTS.newton_nonfinite)))
-        return q_b, p_b, info
+        return q_b, p_b, info, lam
 
     def step(self, params, q, p, aux, node_a, node_b):
-        q_b, p_b, info = self.solve(params, q, p, node_a, node_b, 2.0 * q - aux)
-        return q_b, p_b, q, info
+        if self.model.constrained:
+            previous, lam_previous = aux
+            q_b, p_b, info, lam = self.solve(params, q, p, node_a, node_b, 2.0 * q - previous, lam_previous)
+            return q_b, p_b, (q, lam), info, lam
+        q_b, p_b, info, _ = self.solve(params, q, p, node_a, node_b, 2.0 * q - aux)
+        return q_b, p_b, q, info, None

@@ -15,6 +15,7 @@ import sympy
 
 from .._graph import PotentialFromLagrangian, ScalarFunction, VectorFunction
 from .._model import LagrangianModel, SeparableStructure
+from ..errors import LagrangianError
 from .printing import lambdify
 from .structure import check_nondegenerate, couples_inputs_to_velocities, is_time_reversible, kinetic_mass, mass_structure
 from .validate import make_table, name_of, normalise_forces, to_plain
@@ -36,6 +37,7 @@ class SymbolicLagrangian:
     parameters: tuple = ()
     inputs: tuple = ()
     forces: tuple | None = None
+    constraints: tuple = ()
 
 
 def compile_lagrangian(
@@ -46,6 +48,7 @@ def compile_lagrangian(
     time: sympy.Symbol | None = None,
     forces=None,
     check_degeneracy: bool = True,
+    constraints: Sequence = (),
 ) -> LagrangianModel:
     """Compile a scalar SymPy Lagrangian into a `LagrangianModel`.
 
@@ -62,6 +65,9 @@ def compile_lagrangian(
     - `forces`: optional Lagrange–d'Alembert generalised forces: a list of n expressions or a
       dict `{coordinate: expression}` (may depend on velocities, e.g. `-c * x.diff(t)`).
     - `check_degeneracy`: run the numerical check that `∂²L/∂v²` is regular (default True).
+    - `constraints`: holonomic constraints `φ_j(q, t) = 0`, expressions in the coordinates (not
+      their velocities), parameters, inputs and time; the integrators keep them satisfied with
+      Lagrange multipliers (theory §7). Velocity-dependent (nonholonomic) constraints are refused.
 
     **Returns:** a `LagrangianModel` whose `lagrangian_fn(q (n,), v (n,), t, params, u (m,))` is
     the compiled L, with `separable` and `time_reversible` detected symbolically, `expression`
@@ -92,6 +98,20 @@ def compile_lagrangian(
         force_fn = jax.jit(
             VectorFunction(lambdify(table.arguments, plain_forces), n, parameter_names, m))
 
+    constraint_fn, constraint_expressions = None, tuple(sympy.sympify(c) for c in constraints)
+    if constraint_expressions:
+        plain_constraints = [to_plain(c, table, f"constraint #{j}") for j, c in enumerate(constraint_expressions)]
+        for j, c in enumerate(plain_constraints):
+            if c.free_symbols & set(table.v):
+                raise LagrangianError(
+                    f"constraint #{j} ({constraint_expressions[j]}) depends on velocities: nonholonomic (velocity-"
+                    "dependent) constraints are not supported, only holonomic ones φ(q, t) = 0. A rolling "
+                    "constraint that integrates to a relation between positions (a disc on a straight line: "
+                    "x − Rφ = 0) can be given in that form."
+                )
+        constraint_fn = jax.jit(VectorFunction(lambdify(table.arguments, plain_constraints), n, parameter_names, m))
+        plain_forces = plain_forces + plain_constraints  # explicit time in a constraint breaks autonomy too
+
     if check_degeneracy:
         check_nondegenerate(lagrangian_fn, n, parameter_shapes, m, coordinate_names, "L")
 
@@ -110,6 +130,7 @@ def compile_lagrangian(
         parameters=table.parameters,
         inputs=table.inputs,
         forces=force_expressions,
+        constraints=constraint_expressions,
     )
     return LagrangianModel(
         lagrangian_fn=lagrangian_fn,
@@ -124,4 +145,6 @@ def compile_lagrangian(
         symbolic=record,
         input_velocity_coupling=couples_inputs_to_velocities(plain, table),
         autonomous=table.t not in plain.free_symbols and not any(table.t in f.free_symbols for f in plain_forces),
+        constraint_fn=constraint_fn,
+        num_constraints=len(constraint_expressions),
     )

@@ -66,7 +66,8 @@ def lagrangian_expression(model: LagrangianModel) -> sympy.Expr:
 
 
 def euler_lagrange_equations(model: LagrangianModel, max_coordinates: int = 64) -> list:
-    """The Euler–Lagrange equations `d/dt ∂L/∂q̇_i − ∂L/∂q_i = Q_i` as SymPy `Eq`s.
+    """The Euler–Lagrange equations `d/dt ∂L/∂q̇_i − ∂L/∂q_i = Q_i (+ Σ_j λ_j ∂φ_j/∂q_i)` as
+    SymPy `Eq`s (the multipliers `lambda_j` appear for constrained models).
 
     **For display only** (the CLI's `show` command): the engine never uses symbolic equations
     of motion; it differentiates the compiled scalar L with JAX.
@@ -78,9 +79,11 @@ def euler_lagrange_equations(model: LagrangianModel, max_coordinates: int = 64) 
     **Returns:** a list of `sympy.Eq`, one per coordinate.
     """
     record = getattr(model, "symbolic", None)
+    constraints = ()
     if isinstance(record, SymbolicLagrangian):
         L, coordinates, t = record.lagrangian, record.coordinates, record.time
         forces = record.forces
+        constraints = record.constraints
     elif isinstance(record, SymbolicNetwork):
         if model.num_dof > max_coordinates:
             raise LagrangianError(
@@ -98,5 +101,7 @@ def euler_lagrange_equations(model: LagrangianModel, max_coordinates: int = 64) 
         qdot = q.diff(t)
         lhs = sympy.diff(sympy.diff(L, qdot), t) - sympy.diff(L, q)
         rhs = sympy.S.Zero if forces is None else forces[i]
+        for j, phi in enumerate(constraints):
+            rhs = rhs + sympy.Symbol(f"lambda_{j}") * sympy.diff(phi, q)
         equations.append(sympy.Eq(lhs, rhs, evaluate=False))
     return equations
