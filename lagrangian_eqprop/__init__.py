@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "._block_tridiagonal": ("block_tridiagonal_matvec", "solve_block_tridiagonal"),
     "._bvp": ("interior_del_residual", "solve_bvp"),
-    "._contrasts": ("AbstractContrast", "Centered", "Negative", "Positive"),
+    "._contrasts": ("AbstractContrast", "Centered", "Holomorphic", "Negative", "Positive", "Tangent"),
     "._costs": ("ReadoutCost", "TerminalCost", "TrackingCost", "trajectory_cost"),
     "._discrete": ("DiscreteLagrangian",),
     "._echo": ("echo_trajectory",),
@@ -39,7 +39,7 @@ _EXPORTS = {
     "._rules": ("RULES", "AbstractRule", "GalerkinLobatto", "Midpoint", "Trapezoid", "make_rule"),
     "._solution": ("RESULTS", "FinalState", "GradientResult", "SolveStats", "Trajectory"),
     "._symbolic": ("EdgeTerm", "ExtraTerm", "NodeTerm", "compile_lagrangian", "compile_network",
-                   "euler_lagrange_equations", "lagrangian_expression", "network_coordinates"),
+                   "euler_lagrange_equations", "from_mechanics", "lagrangian_expression", "network_coordinates"),
     ".errors": ("ConfigError", "ConvergenceError", "DataError", "EstimatorError", "InputError",
                 "LagrangianEqPropError", "LagrangianError", "SolveError", "TrainingError"),
 }
@@ -67,7 +67,7 @@ def __dir__():
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from ._block_tridiagonal import block_tridiagonal_matvec, solve_block_tridiagonal  # noqa: F401
     from ._bvp import interior_del_residual, solve_bvp  # noqa: F401
-    from ._contrasts import AbstractContrast, Centered, Negative, Positive  # noqa: F401
+    from ._contrasts import AbstractContrast, Centered, Holomorphic, Negative, Positive, Tangent  # noqa: F401
     from ._costs import ReadoutCost, TerminalCost, TrackingCost, trajectory_cost  # noqa: F401
     from ._discrete import DiscreteLagrangian  # noqa: F401
     from ._echo import echo_trajectory  # noqa: F401
@@ -84,7 +84,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from ._solution import RESULTS, FinalState, GradientResult, SolveStats, Trajectory  # noqa: F401
     from ._symbolic import (  # noqa: F401
         EdgeTerm, ExtraTerm, NodeTerm, compile_lagrangian, compile_network, euler_lagrange_equations,
-        lagrangian_expression, network_coordinates)
+        from_mechanics, lagrangian_expression, network_coordinates)
     from .errors import (  # noqa: F401
         ConfigError, ConvergenceError, DataError, EstimatorError, InputError, LagrangianEqPropError, LagrangianError,
         SolveError, TrainingError)

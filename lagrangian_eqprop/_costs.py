@@ -8,6 +8,7 @@ a batch of targets can be `vmap`ped and they pass through `jit` and custom-VJP w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -33,6 +34,8 @@ class TrackingCost(eqx.Module):
     - `weight`: scalar weight `w` (default 1).
     - `start`: first node that is tracked (default 0; the echo's loss starts at node 1 anyway).
     """
+
+    analytic: ClassVar[bool] = True  # continues to complex states (the holomorphic echo)
 
     target: Float[Array, "N1 d"]
     indices: tuple[int, ...] = eqx.field(static=True)
@@ -67,6 +70,8 @@ class TerminalCost(eqx.Module):
     - `final_step`: the node `N` where the cost is applied (static).
     - `weight`: scalar weight.
     """
+
+    analytic: ClassVar[bool] = True
 
     target: Float[Array, " d"]
     indices: tuple[int, ...] = eqx.field(static=True)
@@ -107,6 +112,8 @@ class ReadoutCost(eqx.Module):
     - `center`: `(C,)` rest positions subtracted from the readouts (default zeros).
     - `score`: `"linear"` (default) or `"squared"` (static).
     """
+
+    analytic: ClassVar[bool] = False  # log-softmax compares values: no analytic continuation
 
     label: Int[Array, ""]
     center: Float[Array, " C"]

@@ -28,8 +28,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Inexact
 
+from . import _autodiff as autodiff
 from ._model import LagrangianModel, Params
 from ._root import newton_root, newton_tolerances
 from ._rules import AbstractRule
@@ -106,7 +107,7 @@ class DiscreteLagrangian(eqx.Module):
         Row 0 is `∂_a S + f_a = −p⁻`, the last row `∂_b S + f_b = p⁺`, the rows between are
         the stage equations (zero at the internal stationary point).
         """
-        grads = jax.grad(self.local_action, argnums=(1, 2, 3))(params, q_a, internal, q_b, node_a, node_b)
+        grads = autodiff.grad(self.local_action, argnums=(1, 2, 3))(params, q_a, internal, q_b, node_a, node_b)
         g = self._controls(*grads)
         return g + self.virtual_work(params, q_a, internal, q_b, node_a, node_b)
 
@@ -137,17 +138,17 @@ class DiscreteLagrangian(eqx.Module):
         return jnp.where(ok, internal, jnp.nan)
 
     # --------------------------------------------------------- public physics
-    def __call__(self, params: Params, q_a, q_b, node_a: Node, node_b: Node) -> Float[Array, ""]:
+    def __call__(self, params: Params, q_a, q_b, node_a: Node, node_b: Node) -> Inexact[Array, ""]:
         """The discrete Lagrangian `L_d(θ; q_a, q_b)` (scalar)."""
         internal = self.internal_points(params, q_a, q_b, node_a, node_b)
         return self.local_action(params, q_a, internal, q_b, node_a, node_b)
 
-    def momentum_minus(self, params: Params, q_a, q_b, node_a: Node, node_b: Node) -> Float[Array, " n"]:
+    def momentum_minus(self, params: Params, q_a, q_b, node_a: Node, node_b: Node) -> Inexact[Array, " n"]:
         """`p⁻_a = −D₁L_d(q_a, q_b) − f⁻`: the momentum leaving node a, shape `(n,)`."""
         internal = self.internal_points(params, q_a, q_b, node_a, node_b)
         return -self.control_residual(params, q_a, internal, q_b, node_a, node_b)[0]
 
-    def momentum_plus(self, params: Params, q_a, q_b, node_a: Node, node_b: Node) -> Float[Array, " n"]:
+    def momentum_plus(self, params: Params, q_a, q_b, node_a: Node, node_b: Node) -> Inexact[Array, " n"]:
         """`p⁺_b = D₂L_d(q_a, q_b) + f⁺`: the momentum arriving at node b, shape `(n,)`."""
         internal = self.internal_points(params, q_a, q_b, node_a, node_b)
         return self.control_residual(params, q_a, internal, q_b, node_a, node_b)[-1]

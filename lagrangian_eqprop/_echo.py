@@ -18,6 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from . import _autodiff as autodiff
 from ._contrasts import AbstractContrast
 from ._solution import RESULTS, GradientResult, check_solution, first_failure
 from .errors import EstimatorError
@@ -45,7 +46,7 @@ def check_echo_exact(integ) -> None:
 
 def theta_gradient(integ, params, q_a, q_b, node_a, node_b):
     """`∂_θ L_d(θ; q_a, q_b)` (a dict shaped like params)."""
-    return jax.grad(integ.discrete, argnums=0)(params, q_a, q_b, node_a, node_b)
+    return autodiff.grad(integ.discrete, argnums=0)(params, q_a, q_b, node_a, node_b)
 
 
 def free_pass(integ, params, cost, q0, p0, times, us, v0=None):
@@ -73,9 +74,12 @@ def echo_pass(integ, params, cost, beta, q_final, p_final, times, us, *, with_in
     `save_trajectory`.
     """
     num_steps = times.shape[0] - 1
-    grad_cost = jax.grad(cost, argnums=1)
+    grad_cost = autodiff.grad(cost, argnums=1)
     disc = integ.discrete
-    p_start = -p_final + beta * grad_cost(num_steps, q_final)
+    # A complex β (the holomorphic contrast) makes the whole pass complex, from its first node.
+    dtype = jnp.result_type(q_final, beta)
+    q_final = q_final.astype(dtype)
+    p_start = -p_final.astype(dtype) + beta * grad_cost(num_steps, q_final)
 
     def kick(j, q):
         k = num_steps - 1 - j
@@ -90,24 +94,24 @@ def echo_pass(integ, params, cost, beta, q_final, p_final, times, us, *, with_in
         return jnp.dot(lam, model.constraint(q, node[0], prm, node[1]))
 
     def accumulate(j, q_a, q_b, node_a, node_b, *lam):
-        g = jax.grad(disc, argnums=0)(params, q_b, q_a, node_b, node_a)
+        g = autodiff.grad(disc, argnums=0)(params, q_b, q_a, node_b, node_a)
         if lam:
-            g_phi = jax.grad(constraint_work)(params, q_a, node_a, lam[0])
+            g_phi = autodiff.grad(constraint_work)(params, q_a, node_a, lam[0])
             g = jax.tree_util.tree_map(jnp.subtract, g, g_phi)
         return g
 
     def emit_inputs(j, q_a, q_b, node_a, node_b, *lam):
         # ∂L_d/∂u at both ends of the interval; placed at their nodes after the scan.
-        g_node_b, g_node_a = jax.grad(disc, argnums=(3, 4))(params, q_b, q_a, node_b, node_a)
+        g_node_b, g_node_a = autodiff.grad(disc, argnums=(3, 4))(params, q_b, q_a, node_b, node_a)
         g_u_a = g_node_a[1]
         if lam:
-            g_u_a = g_u_a - jax.grad(constraint_work, argnums=2)(params, q_a, node_a, lam[0])[1]
+            g_u_a = g_u_a - autodiff.grad(constraint_work, argnums=2)(params, q_a, node_a, lam[0])[1]
         return g_node_b[1], g_u_a
 
     run = integ.rollout(
         params, q_final, p_start, times[::-1], us[::-1], kick=kick,
         accumulate=accumulate,
-        accumulator_init=jax.tree_util.tree_map(lambda x: jnp.zeros_like(jnp.asarray(x, q_final.dtype)), params),
+        accumulator_init=jax.tree_util.tree_map(lambda x: jnp.zeros(jnp.shape(x), dtype), params),
         save_trajectory=save_trajectory, emit=emit_inputs if with_inputs else None,
     )
     values = {"G": run.accumulated, "q_end": run.q, "p_end": run.p}
@@ -133,7 +137,7 @@ def echo_gradient(integ, params, cost, contrast: AbstractContrast, beta, *, q0, 
     def nudged(b):
         return echo_pass(integ, params, cost, b, q_n, p_n, times, us, with_inputs=with_inputs)
 
-    est, echo_result, echo_stats = contrast.estimate(nudged, beta)
+    est, echo_result, echo_stats = contrast.estimate(nudged, beta, q0.dtype)
     grad_params = est["G"]
     # Initial-state gradients come for free: Q_N responds like dℒ/dp_0, P_N like dℒ/dq_0.
     grad_p0, grad_q0 = est["q_end"], est["p_end"]

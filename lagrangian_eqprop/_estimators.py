@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._bvp import boundary_trajectory
+from . import _autodiff as autodiff
 from ._checks import as_vector, check_num_steps, check_params, finite_or_raise
-from ._contrasts import AbstractContrast, as_contrast
+from ._contrasts import AbstractContrast, Holomorphic, Tangent, as_contrast
 from ._costs import check_cost, trajectory_cost
 from ._echo import check_echo_exact, echo_gradient, theta_gradient
 from ._integrate import as_arrays
@@ -116,14 +117,21 @@ class AbstractEstimator(eqx.Module):
 
 
 class AbstractEqProp(AbstractEstimator):
-    """An EqProp estimator: a nudging strength `beta` (`None`: `default_beta` of the dtype) and a
-    `variant` (`"centered"`, `"positive"`, `"negative"` or a contrast object)."""
+    """An EqProp estimator: a nudging strength `beta` and a `variant` — `"centered"`,
+    `"positive"`, `"negative"` (finite contrasts; `beta=None`: `default_beta` of the dtype),
+    `"tangent"` (no β: exact by forward mode), `"holomorphic"` (`beta` the radius r of the circle
+    of complex nudges, `None`: chosen as R/10 from an estimate of the radius of convergence R;
+    `points` K nudges, default 8), or a contrast object."""
 
     beta: Number | None = None
     variant: str | AbstractContrast = "centered"
+    points: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         as_contrast(self.variant)  # an unknown variant is refused at construction
+        if self.points is not None and self.variant != "holomorphic":
+            raise EstimatorError("points is the number of complex nudges of the holomorphic variant; give "
+                                 "variant='holomorphic' with it.")
         if self.beta is not None and not isinstance(self.beta, jax.core.Tracer):
             b = np.asarray(self.beta)
             if b.shape != () or np.iscomplexobj(b) or not np.isfinite(b) or b == 0:
@@ -134,19 +142,47 @@ class AbstractEqProp(AbstractEstimator):
 
     @property
     def contrast(self) -> AbstractContrast:
+        if self.variant == "holomorphic":
+            return Holomorphic(8 if self.points is None else self.points)
         return as_contrast(self.variant)
 
+    @property
+    def automatic_beta(self) -> bool:
+        """Whether β is chosen per problem (the holomorphic radius) or not needed (tangent)."""
+        return isinstance(self.contrast, (Holomorphic, Tangent))
+
     def resolve(self, dtype):
-        return self if self.beta is not None else eqx.tree_at(lambda e: e.beta, self, default_beta(dtype),
-                                                               is_leaf=lambda x: x is None)
+        if self.beta is not None or self.automatic_beta:
+            return self
+        return eqx.tree_at(lambda e: e.beta, self, default_beta(dtype), is_leaf=lambda x: x is None)
+
+    def check_analytic(self, integ, cost) -> None:
+        """Refuse the holomorphic variant where the passes cannot continue to complex states."""
+        if not isinstance(self.contrast, Holomorphic):
+            return
+        if integ.model.analytic is False:
+            raise EstimatorError(
+                f"the holomorphic {self.name} estimator needs a Lagrangian that continues analytically to complex "
+                "states; this one uses a non-analytic function (Abs, sign, Piecewise, Min/Max, floor, re/im, ...). "
+                "Use variant='tangent' (exact, forward mode) or 'centered'.")
+        if getattr(cost, "analytic", None) is False:
+            raise EstimatorError(f"the holomorphic {self.name} estimator needs a cost that continues analytically to "
+                                 f"complex states; {type(cost).__name__} does not. Use variant='tangent' or "
+                                 "'centered'.")
+
+    def array_beta(self, dtype):
+        """β as a 0-d array of `dtype`, or None where the contrast chooses it (tangent, holomorphic)."""
+        return None if self.beta is None else jnp.asarray(self.beta, dtype)
 
     def with_beta(self, beta) -> "AbstractEqProp":
         """The same estimator with another nudging strength."""
         return eqx.tree_at(lambda e: e.beta, self, beta, is_leaf=lambda x: x is None)
 
     def describe(self) -> str:
+        if isinstance(self.contrast, Tangent):
+            return f"{self.name} estimator (tangent)"
         if self.beta is None:
-            beta = "default β"
+            beta = "radius from the estimated R" if self.automatic_beta else "default β"
         elif isinstance(self.beta, jax.core.Tracer):
             beta = "traced β"
         else:
@@ -165,8 +201,7 @@ class Echo(AbstractEqProp):
 
     def compute(self, integ, params, cost, problem, *, full=False):
         times, p0, p0_fn = problem.initial_momentum(integ, params)
-        beta = jnp.asarray(self.beta, problem.dtype)
-        return echo_gradient(integ, params, cost, self.contrast, beta, q0=problem.q0, v0=problem.v0, p0=p0,
+        return echo_gradient(integ, params, cost, self.contrast, self.array_beta(problem.dtype), q0=problem.q0, v0=problem.v0, p0=p0,
                              times=times, us=problem.us, p0_fn=p0_fn,
                              with_inputs=full and integ.model.num_inputs > 0)
 
@@ -199,6 +234,9 @@ class FixedEndpoints(AbstractEqProp):
 
     def check(self, integ):
         _check_variational(integ, "bvp")
+        if isinstance(self.contrast, Holomorphic):
+            raise EstimatorError("the fixed-endpoint estimator has no holomorphic variant (its two-point Newton solve "
+                                 "is real); use variant='tangent', which is exact, or the holomorphic echo.")
         if integ.model.constrained:
             raise EstimatorError("the fixed-endpoint estimator does not support constrained models yet (its two-point "
                                  "solve would need multipliers at every node); use the echo.")
@@ -213,7 +251,7 @@ class FixedEndpoints(AbstractEqProp):
                                        interior_guess=guess)
             return _action_gradient(integ, params, traj.q, free.t, us), (traj.result, traj.stats)
 
-        est, result, stats = self.contrast.estimate(nudged, jnp.asarray(self.beta, problem.dtype))
+        est, result, stats = self.contrast.estimate(nudged, self.array_beta(problem.dtype), problem.dtype)
         free_ok = free.result == RESULTS.successful
         stats = jax.tree_util.tree_map(lambda a, b: jnp.where(free_ok, b, a), free.stats, stats)
         return GradientResult(params=est, loss=trajectory_cost(cost, free.q, start=0),
@@ -237,9 +275,11 @@ class Naive(AbstractEqProp):
         num_steps = problem.num_steps
         times, _, p0_fn = problem.initial_momentum(integ, params)
         us, q0, v0 = problem.us, problem.q0, problem.v0
-        grad_cost = jax.grad(cost, argnums=1)
+        grad_cost = autodiff.grad(cost, argnums=1)
 
         def run(prm, b):
+            # A complex β (the holomorphic contrast) makes the pass complex from its first node.
+            dtype = jnp.result_type(q0, b)
             p_init = problem.p0 if v0 is None else p0_fn(prm, q0, v0, us[0])
 
             def kick(j, q):
@@ -248,17 +288,18 @@ class Naive(AbstractEqProp):
             def accumulate(j, q_a, q_b, node_a, node_b, *lam):
                 g = theta_gradient(integ, prm, q_a, q_b, node_a, node_b)
                 if lam:  # the augmented action L_d − λ_a·φ(q_a)
-                    g_phi = jax.grad(lambda p_: jnp.dot(lam[0], integ.model.constraint(q_a, node_a[0], p_, node_a[1])))(prm)
+                    g_phi = autodiff.grad(
+                        lambda p_: jnp.dot(lam[0], integ.model.constraint(q_a, node_a[0], p_, node_a[1])))(prm)
                     g = jax.tree_util.tree_map(jnp.subtract, g, g_phi)
                 return g, cost(j + 1, q_b)
 
-            acc0 = (jax.tree_util.tree_map(jnp.zeros_like, prm), jnp.zeros((), q0.dtype))
-            out = integ.rollout(prm, q0, p_init, times, us, kick=kick, accumulate=accumulate,
-                                accumulator_init=acc0, save_trajectory=False, v0_hint=v0)
+            acc0 = (jax.tree_util.tree_map(lambda x: jnp.zeros(jnp.shape(x), dtype), prm), jnp.zeros((), dtype))
+            out = integ.rollout(prm, q0.astype(dtype), p_init.astype(dtype), times, us, kick=kick,
+                                accumulate=accumulate, accumulator_init=acc0, save_trajectory=False, v0_hint=v0)
             values = {"G": out.accumulated[0], "q_n": out.q, "p_n": out.p, "loss": out.accumulated[1]}
             return values, (out.result, out.stats)
 
-        est, result, stats = self.contrast.estimate(lambda b: run(params, b), jnp.asarray(self.beta, q0.dtype))
+        est, result, stats = self.contrast.estimate(lambda b: run(params, b), self.array_beta(q0.dtype), q0.dtype)
         grads = est["G"]
         zero = jnp.zeros((), q0.dtype)
         if self.correction:
@@ -286,7 +327,8 @@ _WARNED_FLOAT32: set = set()
 
 def _warn_low_precision(estimator, dtype) -> None:
     """Warn once per estimator kind when a finite-β contrast runs below float64."""
-    if not isinstance(estimator, AbstractEqProp) or jnp.finfo(dtype).bits >= 64:
+    if (not isinstance(estimator, AbstractEqProp) or jnp.finfo(dtype).bits >= 64
+            or not estimator.contrast.finite_difference):  # tangent/holomorphic keep their digits
         return
     if estimator.name in _WARNED_FLOAT32:
         return
@@ -295,18 +337,18 @@ def _warn_low_precision(estimator, dtype) -> None:
         f"{estimator.describe()} runs in {jnp.dtype(dtype).name}: a finite-β contrast balances an O(β²) "
         "bias against ε/β round-off and keeps only ~2–3 correct digits in float32 (measured: 4% error on "
         "the README quickstart). Enable float64 (jax.config.update('jax_enable_x64', True)) or use "
-        "bptt_gradient for digit-level gradients.",
+        "the exact variants (Echo(variant='tangent') or 'holomorphic') for digit-level gradients.",
         stacklevel=4,
     )
 
 
-def as_estimator(method, beta=None, variant=None, correction=None) -> AbstractEstimator:
+def as_estimator(method, beta=None, variant=None, correction=None, points=None) -> AbstractEstimator:
     """An estimator object from a name (`"echo"`, `"bvp"`, `"naive"`, `"bptt"`, `"implicit"`,
     `"adjoint"`) and the EqProp settings, or an estimator object (settings must then be unset)."""
     from ._references import ESTIMATORS
 
     if isinstance(method, AbstractEstimator):
-        given = {k: v for k, v in dict(beta=beta, variant=variant, correction=correction).items()
+        given = {k: v for k, v in dict(beta=beta, variant=variant, correction=correction, points=points).items()
                  if v is not None and not (k == "variant" and v == "centered") and not (k == "correction" and not v)}
         if given:
             raise EstimatorError(
@@ -319,7 +361,7 @@ def as_estimator(method, beta=None, variant=None, correction=None) -> AbstractEs
                              "or an estimator object (lep.Echo(), lep.FixedEndpoints(), ...).")
     cls = ESTIMATORS[method]
     if issubclass(cls, AbstractEqProp):
-        kwargs = dict(beta=beta, variant="centered" if variant is None else variant)
+        kwargs = dict(beta=beta, variant="centered" if variant is None else variant, points=points)
         if cls is Naive:
             kwargs["correction"] = bool(correction)
         return cls(**kwargs)
@@ -367,6 +409,8 @@ def run_estimator(estimator, integ, params, cost, *, throw: bool = True, full: b
                   **problem_data) -> GradientResult:
     """Validate, compute (compiled once per structure) and apply the failure contract."""
     estimator.check(integ)
+    if isinstance(estimator, AbstractEqProp):
+        estimator.check_analytic(integ, cost)
     params, problem = make_problem(integ, estimator, params, cost, **problem_data)
     estimator = estimator.resolve(problem.dtype)
     _warn_low_precision(estimator, problem.dtype)

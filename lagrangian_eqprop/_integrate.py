@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Real
+from jaxtyping import Array, ArrayLike, Float, Inexact, Real
 
 from . import _bvp
 from ._checks import (
@@ -49,8 +49,8 @@ class Rollout(eqx.Module):
     trajectory was saved) and `emitted` (the per-step outputs of `emit`, stacked, or `None`).
     """
 
-    q: Float[Array, " n"]
-    p: Float[Array, " n"]
+    q: Inexact[Array, " n"]
+    p: Inexact[Array, " n"]
     accumulated: Any
     result: RESULTS
     stats: SolveStats
@@ -172,12 +172,12 @@ class VariationalIntegrator(eqx.Module):
         return inputs
 
     # -------------------------------------------------------- initial data
-    def initial_momentum(self, params: Params, q0, v0, t0=None, u0=None) -> Float[Array, " n"]:
+    def initial_momentum(self, params: Params, q0, v0, t0=None, u0=None) -> Inexact[Array, " n"]:
         """`p_0 = ∂L/∂v(q_0, v_0, t_0)`: the continuous Legendre transform of a given velocity."""
         t0 = self.t0 if t0 is None else t0
         return self.model.momentum(q0, v0, t0, params, u0)
 
-    def velocity_estimate(self, params: Params, q, p, t, u) -> Float[Array, " n"]:
+    def velocity_estimate(self, params: Params, q, p, t, u) -> Inexact[Array, " n"]:
         """Velocity from momentum, exact when L is quadratic in v (a predictor, and the
         velocity used for energies)."""
         if self.model.separable is not None:

@@ -77,6 +77,7 @@ def echo_loss(integ, params: Params, cost: Callable, *, q0: StateVector, v0: Sta
     if not isinstance(estimator, Echo):
         raise EstimatorError(f"echo_loss runs the echo; got {type(estimator).__name__}.")
     estimator.check(integ)
+    estimator.check_analytic(integ, cost)
     if (v0 is None) == (p0 is None):
         raise EstimatorError("echo_loss needs exactly one of v0 (initial velocity) or p0 (initial momentum).")
     q0 = as_float_array(q0)

@@ -13,14 +13,15 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Real
+from jaxtyping import Array, ArrayLike, Float, Inexact, Num, Real
 
 from .errors import InputError
 
 __all__ = ["LagrangianModel", "ParameterShapes", "Params", "SeparableStructure", "interpolate_inputs"]
 
 Params = dict[str, Any]
-Vec = Real[ArrayLike, " _"]  # a state or input vector (its length is checked by the callers)
+Vec = Num[ArrayLike, " _"]  # a state or input vector (its length is checked by the callers; complex in a
+# holomorphic echo pass)
 Time = Real[ArrayLike, ""]
 
 
@@ -66,14 +67,14 @@ class SeparableStructure(eqx.Module):
     potential_fn: Callable = eqx.field(static=True)
     diagonal: bool = eqx.field(static=True)
 
-    def solve_mass(self, params: Params, p: Float[Array, " n"]) -> Float[Array, " n"]:
+    def solve_mass(self, params: Params, p: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         """Velocity `M⁻¹ p` (shape `(n,)`)."""
         mass = self.mass_fn(params)
         if self.diagonal:
             return p / mass
         return jnp.linalg.solve(mass, p)
 
-    def apply_mass(self, params: Params, v: Float[Array, " n"]) -> Float[Array, " n"]:
+    def apply_mass(self, params: Params, v: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         """Momentum `M v` (shape `(n,)`)."""
         mass = self.mass_fn(params)
         if self.diagonal:
@@ -103,6 +104,8 @@ class LagrangianModel(eqx.Module):
       `SymbolicNetwork` from `symbolic.py`), used only for display (`euler_lagrange_equations`).
     - `constraint_fn`: holonomic constraints `(q, v, t, params, u) -> (c,)` (independent of `v`),
       `φ(q, t) = 0`, or `None`; `num_constraints`: `c`.
+    - `analytic`: whether L continues analytically to complex states (no Abs, Piecewise, ...):
+      the condition for the holomorphic echo (`None`: unknown, hand-built models).
     - `autonomous`: whether L (and any force) has no explicit time dependence (detected by the
       compilers; `None`: unknown). With no inputs and no force, the energy is then conserved.
     - `input_velocity_coupling`: whether `∂²L/∂v∂u ≠ 0` (an input that enters with the
@@ -125,6 +128,7 @@ class LagrangianModel(eqx.Module):
     autonomous: bool | None = eqx.field(static=True, default=None)
     constraint_fn: Callable | None = eqx.field(static=True, default=None)
     num_constraints: int = eqx.field(static=True, default=0)
+    analytic: bool | None = eqx.field(static=True, default=None)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -149,11 +153,11 @@ class LagrangianModel(eqx.Module):
         """Whether the model carries holonomic constraints."""
         return self.constraint_fn is not None
 
-    def constraint(self, q: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, " c"]:
+    def constraint(self, q: Vec, t: Time, params: Params, u: Vec | None = None) -> Inexact[Array, " c"]:
         """The constraint values `φ(q, t)`, shape `(c,)` (zero on the constraint manifold)."""
         return self.constraint_fn(q, jnp.zeros_like(q), t, params, self._u(u, q))
 
-    def constraint_jacobian(self, q: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, "c n"]:
+    def constraint_jacobian(self, q: Vec, t: Time, params: Params, u: Vec | None = None) -> Inexact[Array, "c n"]:
         """`Dφ = ∂φ/∂q`, shape `(c, n)`."""
         return jax.jacfwd(self.constraint, argnums=0)(jnp.asarray(q), t, params, u)
 
@@ -204,30 +208,30 @@ class LagrangianModel(eqx.Module):
         return self.input_velocity_coupling is not False
 
     # --------------------------------------------------------------- physics
-    def lagrangian(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, ""]:
+    def lagrangian(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Inexact[Array, ""]:
         """The scalar Lagrangian `L(q, v, t; θ, u)`; `q`, `v` of shape `(n,)`."""
         return self.lagrangian_fn(q, v, t, params, self._u(u, q))
 
-    def momentum(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, " n"]:
+    def momentum(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Inexact[Array, " n"]:
         """Canonical momentum `p = ∂L/∂v` (continuous Legendre transform), shape `(n,)`."""
         return jax.grad(self.lagrangian, argnums=1)(q, v, t, params, u)
 
-    def energy(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, ""]:
+    def energy(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Inexact[Array, ""]:
         """Energy function `E = p·v − L` (the Hamiltonian in velocity coordinates)."""
         return jnp.dot(self.momentum(q, v, t, params, u), v) - self.lagrangian(q, v, t, params, u)
 
-    def mass_matrix(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, "n n"]:
+    def mass_matrix(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Inexact[Array, "n n"]:
         """Velocity Hessian `∂²L/∂v²`, shape `(n, n)`."""
         return jax.hessian(self.lagrangian, argnums=1)(q, v, t, params, u)
 
-    def force(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Float[Array, " n"]:
+    def force(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None) -> Inexact[Array, " n"]:
         """Non-conservative generalised force (zeros when the model has none)."""
         if self.force_fn is None:
             return jnp.zeros_like(q)
         return self.force_fn(q, v, t, params, self._u(u, q))
 
     def acceleration(self, q: Vec, v: Vec, t: Time, params: Params, u: Vec | None = None,
-                     u_dot: Vec | None = None) -> Float[Array, " n"]:
+                     u_dot: Vec | None = None) -> Inexact[Array, " n"]:
         """Accelerations from the Euler–Lagrange equations `d/dt ∂L/∂v − ∂L/∂q = F`.
 
         `M a = ∂L/∂q − (∂²L/∂v∂q) v − ∂²L/∂v∂t − (∂²L/∂v∂u) u̇ + F`, solved with a linear solve

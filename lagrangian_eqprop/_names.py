@@ -5,5 +5,5 @@ __all__ = ["ESTIMATOR_NAMES", "OPTIMIZER_NAMES", "RULE_NAMES", "VARIANT_NAMES"]
 
 RULE_NAMES = ("midpoint", "trapezoid", "galerkin")
 ESTIMATOR_NAMES = ("echo", "bvp", "naive", "bptt", "implicit", "adjoint")
-VARIANT_NAMES = ("centered", "positive", "negative")
+VARIANT_NAMES = ("centered", "positive", "negative", "tangent", "holomorphic")
 OPTIMIZER_NAMES = ("adam", "sgd", "momentum", "rmsprop")

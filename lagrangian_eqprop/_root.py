@@ -39,6 +39,7 @@ import optimistix as optx
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int
 
+from . import _autodiff as autodiff
 from ._solution import RESULTS
 from .errors import InputError
 
@@ -110,7 +111,7 @@ class Newton(AbstractRootFinder):
 
     def _linear_solve(self, f, x, rhs):
         if self.linear_solver is None:
-            return jnp.linalg.solve(jax.jacfwd(f)(x), rhs)
+            return jnp.linalg.solve(autodiff.jacfwd(f)(x), rhs)
         operator = lx.JacobianLinearOperator(lambda y, _: f(y), x)
         return lx.linear_solve(operator, rhs, self.linear_solver, throw=False).value
 
@@ -151,13 +152,14 @@ class Newton(AbstractRootFinder):
             code = jnp.where(converged & ~jnp.all(jnp.isfinite(final)), RESULTS.newton_nonfinite._value, code)
             x = jnp.where(code == RESULTS.newton_nonfinite._value, jnp.nan, x)
             # custom_root gives aux outputs a tangent of the primal dtype: pack them as floats.
-            aux = jnp.stack([code.astype(x.dtype), iterations.astype(x.dtype), jnp.max(jnp.abs(final))])
+            real = jnp.abs(final).dtype
+            aux = jnp.stack([code.astype(real), iterations.astype(real), jnp.max(jnp.abs(final))])
             return x, aux
 
         def tangent_solve(g, y):
             # g is the residual's linearisation at the root.
             if self.linear_solver is None:
-                return jnp.linalg.solve(jax.jacobian(g)(y), y)
+                return jnp.linalg.solve(jax.jacobian(g, holomorphic=autodiff.is_complex(y))(y), y)
             operator = lx.FunctionLinearOperator(g, jax.eval_shape(lambda: y))
             return lx.linear_solve(operator, y, self.linear_solver).value
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from . import _autodiff as autodiff
 from ._discrete import DiscreteLagrangian, Node
 from ._model import LagrangianModel, Params
 from ._root import AbstractRootFinder, RootInfo
@@ -37,7 +37,8 @@ class StepRecord(eqx.Module):
     @staticmethod
     def fresh(dtype) -> "StepRecord":
         zero = jnp.zeros((), jnp.int32)
-        return StepRecord(RESULTS.successful, zero, -jnp.ones((), jnp.int32), zero, zero, jnp.zeros((), dtype))
+        real = jnp.finfo(dtype).dtype  # a complex (holomorphic) pass still has real residuals
+        return StepRecord(RESULTS.successful, zero, -jnp.ones((), jnp.int32), zero, zero, jnp.zeros((), real))
 
     def record(self, step: Int[Array, ""], info: RootInfo) -> "StepRecord":
         failed = ~info.ok
@@ -96,7 +97,7 @@ class StormerVerlet(AbstractStepper):
 
     def potential_gradient(self, params, q, node):
         """`∇V(q, t, u)` at one node."""
-        return jax.grad(self.model.separable.potential_fn)(q, node[0], params, node[1])
+        return autodiff.grad(self.model.separable.potential_fn)(q, node[0], params, node[1])
 
     def init(self, params, q0, p0, node0, dt, v0_hint=None):
         return self.potential_gradient(params, q0, node0)
@@ -114,7 +115,7 @@ class StormerVerlet(AbstractStepper):
         return q_b, p_b, grad_b, None, None
 
     def finish(self, record, q_n, p_n, qs, ps, num_steps):
-        dtype = q_n.dtype
+        dtype = jnp.finfo(q_n.dtype).dtype  # statistics are real, also for a complex (holomorphic) pass
         if qs is not None:
             bad = ~(jnp.all(jnp.isfinite(qs), axis=1) & jnp.all(jnp.isfinite(ps), axis=1))
             failures = jnp.sum(bad).astype(jnp.int32)

@@ -5,11 +5,13 @@
 - `structure.py`: degeneracy, separability, time-reversibility;
 - `compile.py`: `compile_lagrangian` (one whole expression);
 - `network.py`: `compile_network` (per-element terms on a graph; runtime in `_graph.py`);
-- `display.py`: `lagrangian_expression`, `euler_lagrange_equations` (display only).
+- `display.py`: `lagrangian_expression`, `euler_lagrange_equations` (display only);
+- `mechanics.py`: `from_mechanics` (sympy.physics.mechanics / pydy models → `compile_lagrangian`).
 """
 
 from .compile import SymbolicLagrangian, compile_lagrangian
 from .display import euler_lagrange_equations, lagrangian_expression
+from .mechanics import from_mechanics
 from .network import EdgeTerm, ExtraTerm, NodeTerm, SymbolicNetwork, compile_network, network_coordinates
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "compile_lagrangian",
     "compile_network",
     "euler_lagrange_equations",
+    "from_mechanics",
     "lagrangian_expression",
     "network_coordinates",
 ]

@@ -17,7 +17,14 @@ from .._graph import PotentialFromLagrangian, ScalarFunction, VectorFunction
 from .._model import LagrangianModel, SeparableStructure
 from ..errors import LagrangianError
 from .printing import lambdify
-from .structure import check_nondegenerate, couples_inputs_to_velocities, is_time_reversible, kinetic_mass, mass_structure
+from .structure import (
+    check_nondegenerate,
+    couples_inputs_to_velocities,
+    is_analytic,
+    is_time_reversible,
+    kinetic_mass,
+    mass_structure,
+)
 from .validate import make_table, name_of, normalise_forces, to_plain
 
 __all__ = ["SymbolicLagrangian", "compile_lagrangian"]
@@ -147,4 +154,5 @@ def compile_lagrangian(
         autonomous=table.t not in plain.free_symbols and not any(table.t in f.free_symbols for f in plain_forces),
         constraint_fn=constraint_fn,
         num_constraints=len(constraint_expressions),
+        analytic=is_analytic(plain) and all(is_analytic(f) for f in plain_forces),
     )

@@ -21,7 +21,7 @@ from .._graph import LocalTerm, NetworkLagrangian, NetworkMass, NodeLocalLagrang
 from .._model import LagrangianModel, SeparableStructure
 from ..errors import LagrangianError
 from .printing import lambdify
-from .structure import check_nondegenerate, couples_inputs_to_velocities, is_time_reversible, kinetic_mass
+from .structure import check_nondegenerate, couples_inputs_to_velocities, is_analytic, is_time_reversible, kinetic_mass
 from .validate import SymbolTable, make_table, name_of, to_plain
 
 __all__ = ["EdgeTerm", "ExtraTerm", "NodeTerm", "SymbolicNetwork", "compile_network", "network_coordinates"]
@@ -126,6 +126,7 @@ class _CompiledTerm(NamedTuple):
     velocity_free: bool
     input_velocity_coupling: bool
     autonomous: bool
+    analytic: bool
     mass: sympy.Matrix | None  # local mass when separable-compatible
     time_reversible: bool
     table: SymbolTable
@@ -156,6 +157,7 @@ def _compile_term(term, coordinates, where, time, network_inputs: dict[str, int]
         velocity_free=velocity_free,
         input_velocity_coupling=couples_inputs_to_velocities(plain, table),
         autonomous=table.t not in plain.free_symbols,
+        analytic=is_analytic(plain),
         mass=mass,
         time_reversible=is_time_reversible(plain, table),
         table=table,
@@ -421,4 +423,6 @@ def compile_network(
             extra_plain is not None and couples_inputs_to_velocities(extra_plain, extra_table)),
         autonomous=all(t.autonomous for t in (*compiled_nodes, *compiled_edges)) and (
             extra_plain is None or extra_table.t not in extra_plain.free_symbols),
+        analytic=all(t.analytic for t in (*compiled_nodes, *compiled_edges)) and (
+            extra_plain is None or is_analytic(extra_plain)),
     )

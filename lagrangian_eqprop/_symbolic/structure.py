@@ -17,8 +17,8 @@ from ..errors import LagrangianError
 from .printing import lambdify
 from .validate import SymbolTable
 
-__all__ = ["check_nondegenerate", "couples_inputs_to_velocities", "is_time_reversible", "is_zero", "kinetic_mass",
-           "mass_structure"]
+__all__ = ["check_nondegenerate", "couples_inputs_to_velocities", "is_analytic", "is_time_reversible", "is_zero",
+           "kinetic_mass", "mass_structure"]
 
 _NUM_SAMPLE_POINTS = 4
 
@@ -128,6 +128,18 @@ def couples_inputs_to_velocities(plain: sympy.Expr, table: SymbolTable) -> bool:
     does not see): then the equations of motion need the inputs' time derivative."""
     inputs = set(table.u)
     return bool(inputs) and any(sympy.diff(plain, vi).free_symbols & inputs for vi in table.v)
+
+
+_NON_ANALYTIC = (sympy.Abs, sympy.sign, sympy.Heaviside, sympy.Piecewise, sympy.Min, sympy.Max, sympy.floor,
+                 sympy.ceiling, sympy.re, sympy.im, sympy.conjugate, sympy.arg, sympy.Mod, sympy.frac,
+                 sympy.DiracDelta)
+
+
+def is_analytic(plain: sympy.Expr) -> bool:
+    """Whether the expression is built from functions that continue analytically to complex
+    arguments (polynomials, sin, exp, tanh, ...; not Abs, sign, Piecewise, Min/Max, floor, re, im,
+    conjugate): the condition for the holomorphic echo."""
+    return not any(plain.atoms(kind) for kind in _NON_ANALYTIC) and not plain.has(*_NON_ANALYTIC)
 
 
 def mass_structure(mass: sympy.Matrix, table: SymbolTable) -> tuple[Callable, bool]:
