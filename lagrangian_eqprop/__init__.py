@@ -32,6 +32,7 @@ _EXPORTS = {
                      "default_beta", "eqprop_gradient"),
     "._integrate": ("Rollout", "VariationalIntegrator"),
     "._layer": ("echo_loss",),
+    "._physical_layer": ("PhysicalLayer",),
     "._model": ("LagrangianModel", "SeparableStructure", "interpolate_inputs"),
     "._references": ("ESTIMATORS", "Adjoint", "BPTT", "Implicit", "adjoint_gradient", "bptt_gradient", "bvp_loss",
                      "finite_difference_gradient", "implicit_gradient", "simulated_loss"),
@@ -75,6 +76,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         AbstractEqProp, AbstractEstimator, Echo, FixedEndpoints, Naive, as_estimator, default_beta, eqprop_gradient)
     from ._integrate import Rollout, VariationalIntegrator  # noqa: F401
     from ._layer import echo_loss  # noqa: F401
+    from ._physical_layer import PhysicalLayer  # noqa: F401
     from ._model import LagrangianModel, SeparableStructure, interpolate_inputs  # noqa: F401
     from ._references import (  # noqa: F401
         ESTIMATORS, BPTT, Adjoint, Implicit, adjoint_gradient, bptt_gradient, bvp_loss, finite_difference_gradient,

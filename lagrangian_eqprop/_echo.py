@@ -118,7 +118,7 @@ def echo_pass(integ, params, cost, beta, q_final, p_final, times, us, *, with_in
     if with_inputs:
         # Step j touches forward nodes N−1−j (its `b` end) and N−j (its `a` end).
         at_b, at_a = run.emitted
-        g_u = jnp.zeros_like(us).at[:-1].add(at_b[::-1]).at[1:].add(at_a[::-1])
+        g_u = jnp.zeros(us.shape, dtype).at[:-1].add(at_b[::-1]).at[1:].add(at_a[::-1])  # complex in a holomorphic pass
         values["G_inputs"] = g_u
     if save_trajectory:
         values["q"], values["p"] = run.qs, run.ps

@@ -10,7 +10,13 @@
     lagrangian-eqprop resume runs/sysid --epochs 80
 
 The CLI computes in float64 (it enables `jax_enable_x64`; the library itself never does).
-JAX and SymPy are imported only when a command needs them, so `--help` is instant.
+JAX and SymPy are imported only when a command needs them, so `--help` is instant. Run as a
+program, it also keeps JAX's persistent compilation cache in the user's cache directory
+(`~/.cache/lagrangian_eqprop/jax`; `--no-compile-cache` or `LAGRANGIAN_EQPROP_COMPILE_CACHE=off`
+to opt out, `LAGRANGIAN_EQPROP_COMPILE_CACHE=DIR` to move it), so a second run skips most of
+its compilation. `train`/`resume` split batches over devices (`--devices N`) and join
+multi-process runs (`--coordinator HOST:PORT --num-processes N --process-id I`, or
+`--distributed` under Slurm / Open MPI); see docs/scaling.md.
 
 Exit status: 0 on success, 1 when a run or a solve fails, 2 for invalid input (bad values,
 unknown names, unreadable files), 130 when interrupted (the last checkpoint is kept; continue
@@ -25,7 +31,8 @@ import os
 import sys
 import time
 
-from ._names import ESTIMATOR_NAMES, OPTIMIZER_NAMES, RULE_NAMES, VARIANT_NAMES
+from ._cli_process import enable_compile_cache, freeze_heap, join_processes, process_seconds
+from ._names import ESTIMATOR_NAMES, OPTIMIZER_NAMES, RULE_NAMES, SCHEDULE_NAMES, VARIANT_NAMES
 
 __all__ = ["build_parser", "main"]
 
@@ -210,10 +217,15 @@ def _train_config(args):
     flags = {"task": args.task, "estimator": args.estimator, "reference": args.reference, "beta": args.beta,
              "variant": args.variant, "optimizer": args.optimizer, "learning_rate": args.lr,
              "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-             "probe_every": args.probe_every}
+             "probe_every": args.probe_every, "devices": args.devices, "schedule": args.schedule}
     data.update({k: v for k, v in flags.items() if v is not None})
     options = dict(data.get("task_options") or {})
     options.update(_parse_assignments(args.set, "--set"))
+    if args.data is not None:
+        if data.get("task", "tracking") != "sequence":
+            raise ConfigError(f"--data is an option of the sequence task (train sequence --data {args.data}); task "
+                              f"{data.get('task', 'tracking')!r} makes its own data.")
+        options["data"] = args.data
     if options:
         data["task_options"] = options
     return TrainConfig.from_dict(data)
@@ -234,14 +246,16 @@ def _report(result) -> None:
                 print(f"  {name:<13} {path}")
 
 
-def _run_training(make_result, out_dir, started: float) -> int:
+def _run_training(make_result, out_dir, args) -> int:
     result = make_result()
     if not result.completed:
         print(f"\ninterrupted after epoch {result.final()['epoch']}; the last checkpoint is kept. Continue with:\n"
               f"  lagrangian-eqprop resume {out_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
     _report(result)
-    print(f"total wall time: {time.perf_counter() - started:.1f} s (this command, start-up and data included)")
+    where = "whole process" if args.whole_process else "since the command started"
+    print(f"total wall time: {process_seconds(args.started, args.whole_process):.1f} s ({where}: start-up, imports, data, compilation, "
+          "training and plots)")
     return EXIT_OK
 
 
@@ -250,6 +264,8 @@ def _cmd_train(args) -> int:
 
     config = _train_config(args)
     trainer = Trainer(config)
+    if args.whole_process:
+        freeze_heap()
     cfg = trainer.config
     out = args.out or _default_out(f"{cfg.task}-{trainer.runs[0]}")
     print(f"task {cfg.task}: {trainer.task.description}")
@@ -257,9 +273,14 @@ def _cmd_train(args) -> int:
           f"initial parameters and batches); {cfg.epochs} epochs × {trainer.num_batches} batch(es) of "
           f"{trainer.batch_size}; {cfg.optimizer} lr={cfg.learning_rate:g}; seed {cfg.seed}")
     print(f"trained parameters: {', '.join(f'{k} ({v})' for k, v in trainer.constraints.items())}; "
-          f"set up in {time.perf_counter() - args.started:.1f} s; writing to {out}")
+          f"set up in {process_seconds(args.started, args.whole_process):.1f} s; writing to {out}")
+    if trainer.parallel.mesh is not None:
+        import jax
+
+        print(f"data parallel: each batch split over {trainer.parallel.size} {jax.devices()[0].platform} device(s), "
+              f"{jax.process_count()} process(es)")
     return _run_training(lambda: trainer.fit(out, progress=not args.no_progress, plots=not args.no_plots), out,
-                         args.started)
+                         args)
 
 
 def _cmd_resume(args) -> int:
@@ -274,9 +295,10 @@ def _cmd_resume(args) -> int:
         warnings.simplefilter("always")
 
         def run():
-            return resume(args.dir, epochs=args.epochs, progress=not args.no_progress, plots=not args.no_plots)
+            return resume(args.dir, epochs=args.epochs, progress=not args.no_progress, plots=not args.no_plots,
+                          devices=args.devices)
 
-        code = _run_training(run, args.dir, args.started)
+        code = _run_training(run, args.dir, args)
     for warning in caught:
         print(f"note: {warning.message}", file=sys.stderr)
     return code
@@ -363,6 +385,15 @@ def _shared_parsers() -> dict[str, argparse.ArgumentParser]:
     run = argparse.ArgumentParser(add_help=False)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--devices", type=_positive_int,
+                     help="split every batch over N devices (data parallel; the batch size must be a multiple of N)")
+    run.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process run: address of process 0")
+    run.add_argument("--num-processes", type=_positive_int, metavar="N", help="multi-process run: number of processes")
+    run.add_argument("--process-id", type=int, metavar="I", help="multi-process run: this process, 0 … N-1")
+    run.add_argument("--distributed", action="store_true",
+                     help="join a multi-process run described by the environment (Slurm, Open MPI; see docs/scaling.md)")
+    run.add_argument("--no-compile-cache", action="store_true",
+                     help="do not use the persistent compilation cache (~/.cache/lagrangian_eqprop/jax)")
     return {"system": system, "simulate": stepping(1000, 0.01), "gradcheck": stepping(200, 0.02), "run": run}
 
 
@@ -395,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help=f"EqProp variant: {', '.join(VARIANT_NAMES)} (default centered)")
     p.add_argument("--optimizer", help=f"optax optimiser: {', '.join(OPTIMIZER_NAMES)} (default adam)")
     p.add_argument("--lr", type=float, help="learning rate (default: the task's)")
+    p.add_argument("--schedule", choices=SCHEDULE_NAMES, help="learning rate over the run (default: the task's)")
+    p.add_argument("--data", metavar="NAME_OR_FILE",
+                   help="sequence task: a data set (mnist1d, GunPoint, ItalyPowerDemand, ArrowHead, BasicMotions, "
+                        "JapaneseVowels) or an .npz file with x_train (n, T, c), y_train (n,), x_test, y_test")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the task's)")
     p.add_argument("--batch-size", type=int, help="samples per batch (default: the task's)")
     p.add_argument("--seed", type=int, help="master seed: data and batch order (default 0)")
@@ -434,10 +469,15 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_OK
     args.started = started
+    args.whole_process = argv is None  # run as the program (not called from Python)
     from .errors import LagrangianEqPropError
 
     try:
         _enable_float64()
+        if args.whole_process:
+            enable_compile_cache(getattr(args, "no_compile_cache", False))
+        join_processes(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+                       getattr(args, "process_id", None), getattr(args, "distributed", False))
         return _COMMANDS[args.command](args)
     except LagrangianEqPropError as err:
         # The library's hint about `throw=False` is for Python callers, not for this command.
@@ -446,6 +486,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if args.whole_process:
+            freeze_heap()  # the interpreter's shutdown then skips collecting a big heap
 
 
 if __name__ == "__main__":  # pragma: no cover

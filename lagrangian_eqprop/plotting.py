@@ -192,6 +192,30 @@ def plot_accuracy_curves(history, path, *, title: str | None = None) -> str:
     return _save(fig, path)
 
 
+def plot_confusion_matrix(labels, predicted, classes, path, *, title: str | None = None) -> str:
+    """Confusion matrix (rows: true class, columns: predicted; counts, colour by row fraction)."""
+    labels, predicted = np.asarray(labels).reshape(-1), np.asarray(predicted).reshape(-1)
+    size = len(classes)
+    counts = np.zeros((size, size), dtype=np.int64)
+    np.add.at(counts, (labels, predicted), 1)
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(1.2 + 0.55 * size, 1.0 + 0.5 * size), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(size):
+        for j in range(size):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if fractions[i, j] > 0.6 else "black")
+    ax.set_xticks(range(size), [str(c) for c in classes], fontsize=7, rotation=45)
+    ax.set_yticks(range(size), [str(c) for c in classes], fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = float(np.trace(counts)) / max(int(counts.sum()), 1)
+    ax.set_title(f"{title or 'confusion matrix'} (accuracy {100 * accuracy:.1f}%)", fontsize=9)
+    return _save(fig, path)
+
+
 def plot_trajectory_comparison(times, before, after, path, *, target=None, target_times=None,
                                labels=(), unit: str = "", title: str | None = None) -> str:
     """Displayed coordinates of one sample before and after training, against the target.

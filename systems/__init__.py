@@ -21,6 +21,7 @@ from lagrangian_eqprop.errors import LagrangianError
 from ._system import System, make_system
 from .chains import free_chain, mass_spring_chain
 from .networks import grid_graph, mass_spring_network, random_graph
+from .oscillator_networks import oscillator_graph, oscillator_network
 from .oscillators import (
     caldirola_kanai_oscillator,
     damped_oscillator,
@@ -45,6 +46,8 @@ __all__ = [
     "mass_spring_chain",
     "mass_spring_network",
     "options",
+    "oscillator_graph",
+    "oscillator_network",
     "pendulum_chain",
     "random_graph",
 ]
@@ -58,6 +61,7 @@ _REGISTRY: dict[str, Callable[..., System]] = {
     "harmonic_oscillator": harmonic_oscillator,
     "mass_spring_chain": mass_spring_chain,
     "mass_spring_network": mass_spring_network,
+    "oscillator_network": oscillator_network,
     "pendulum_chain": pendulum_chain,
 }
 

@@ -13,7 +13,7 @@ from lagrangian_eqprop.errors import LagrangianError
 
 EXPECTED = {
     "caldirola_kanai_oscillator", "damped_oscillator", "double_pendulum", "driven_oscillator",
-    "free_chain", "harmonic_oscillator", "mass_spring_chain", "mass_spring_network",
+    "free_chain", "harmonic_oscillator", "mass_spring_chain", "mass_spring_network", "oscillator_network",
     "pendulum_chain",
 }
 

@@ -13,6 +13,9 @@ Registered tasks (`available_tasks()`; build one with `get_task(name, **override
   of three readout masses at the end of the run are the class scores.
 - `pendulum` — a chain of torsionally coupled nonlinear pendula learns the map from an initial
   angle pattern to the pattern at time T produced by a teacher chain (couplings and lengths).
+- `sequence` — real sequence data (MNIST-1D, the UCR/UEA sets shipped with aeon, your own
+  `.npz`) classified or regressed by physical networks of oscillators (`PhysicalLayer` blocks
+  with autodiff glue, or one physical network with a linear readout); see `SequenceTask`.
 
 Samples are dicts of arrays with a leading sample axis; every sample has `q0`, `v0` (initial
 state), `inputs` (node-sampled inputs, `(N+1, m)`, only when the system has inputs) and the
@@ -21,13 +24,15 @@ data its cost needs (`target`, `label`, ...); fixed-endpoint tasks also carry `q
 """
 
 from ..errors import ConfigError
-from . import _classification, _mechanics  # noqa: F401  (register the tasks)
+from . import _classification, _mechanics, _sequence  # noqa: F401  (register the tasks)
 from ._classification import classification
 from ._mechanics import pendulum, sysid, tracking
+from ._sequence import SequenceTask, sequence
 from ._task import Task, available_tasks, get_task, register, resolve_options, task_description, task_options
 
 __all__ = [
     "ConfigError",
+    "SequenceTask",
     "Task",
     "available_tasks",
     "classification",
@@ -35,6 +40,7 @@ __all__ = [
     "pendulum",
     "register",
     "resolve_options",
+    "sequence",
     "sysid",
     "task_description",
     "task_options",

@@ -29,7 +29,7 @@ from ..errors import ConfigError, EstimatorError
 __all__ = ["Task", "available_tasks", "get_task", "register", "resolve_options", "task_description", "task_options"]
 
 _REGISTRY: dict[str, Callable[..., "Task"]] = {}
-_ORDER = ("tracking", "sysid", "classification", "pendulum")
+_ORDER = ("tracking", "sysid", "classification", "pendulum", "sequence")
 
 
 def register(name: str):

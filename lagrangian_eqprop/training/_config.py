@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from .._estimators import AbstractEqProp, AbstractEstimator, as_estimator
-from .._names import ESTIMATOR_NAMES, OPTIMIZER_NAMES, VARIANT_NAMES
+from .._names import ESTIMATOR_NAMES, OPTIMIZER_NAMES, SCHEDULE_NAMES, VARIANT_NAMES
 from ..errors import ConfigError, EstimatorError
 from ._checkpoint import CONFIG
 
@@ -25,7 +25,7 @@ __all__ = ["OPTIMIZERS", "TrainConfig", "estimator_from_config", "estimator_to_c
            "read_config"]
 
 OPTIMIZERS = OPTIMIZER_NAMES
-_ESTIMATOR_FIELDS = {"echo": ("beta", "variant"), "bvp": ("beta", "variant"), "naive": ("beta", "variant", "correction")}
+_ESTIMATOR_FIELDS = {"echo": ("beta", "variant", "points"), "bvp": ("beta", "variant"), "naive": ("beta", "variant", "correction")}
 
 
 def estimator_to_config(estimator):
@@ -70,12 +70,17 @@ class TrainConfig:
       `"implicit"`) or object (`lep.Echo(beta=1e-3)`, ...).
     - `reference`: a second estimator trained side by side (default `"bptt"`), or `"none"`.
     - `beta`, `variant`: EqProp nudging strength and variant for estimators given by name.
-    - `optimizer` (`OPTIMIZERS`), `learning_rate`, `epochs`, `batch_size`.
+    - `optimizer` (`OPTIMIZERS`), `learning_rate`, `epochs`, `batch_size`; `schedule`: the
+      learning rate over the run, `"constant"` or `"cosine"` (decays to 0 at the last step of
+      `epochs`; a resume that changes `epochs` stretches it).
     - `seed`: master seed — the task's data (unless `task_options` sets its own `seed`) and the
       batch order (`numpy.random.default_rng([seed, epoch])`).
     - `probe_every`: gradient agreement with the exact gradient (BPTT; the implicit gradient
       for `bvp`) on a fixed probe batch every this many epochs (0: never); `probe_size`: its
       number of samples.
+    - `devices`: split every batch over this many devices (data parallel, `jax.sharding`; the
+      batch size must be a multiple of it); `None`: one device, or every device of a
+      multi-process run. Not part of what a run is: a run may be resumed on other devices.
     """
 
     task: str = "tracking"
@@ -85,12 +90,14 @@ class TrainConfig:
     variant: str = "centered"
     optimizer: str = "adam"
     learning_rate: float | None = None
+    schedule: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
     seed: int = 0
     probe_every: int = 1
     probe_size: int = 4
     task_options: dict = dataclasses.field(default_factory=dict)
+    devices: int | None = None
 
     @classmethod
     def fields(cls) -> list[str]:
@@ -166,6 +173,8 @@ class TrainConfig:
             bad("variant", f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANT_NAMES)}")
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule is not None and self.schedule not in SCHEDULE_NAMES:
+            bad("schedule", f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
         if self.beta is not None:
             if not _is_number(self.beta) or not math.isfinite(self.beta) or self.beta == 0:
                 bad("beta", f"must be a non-zero finite number, got {self.beta!r}")
@@ -174,9 +183,10 @@ class TrainConfig:
             if not _is_number(self.learning_rate) or not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
                 bad("learning_rate", f"must be a positive number, got {self.learning_rate!r}")
             self.learning_rate = float(self.learning_rate)
-        for field, minimum in (("epochs", 1), ("batch_size", 1), ("probe_every", 0), ("probe_size", 1)):
+        for field, minimum in (("epochs", 1), ("batch_size", 1), ("probe_every", 0), ("probe_size", 1),
+                               ("devices", 1)):
             value = getattr(self, field)
-            if value is None and field in ("epochs", "batch_size"):
+            if value is None and field in ("epochs", "batch_size", "devices"):
                 continue
             if not _is_integer(value) or value < minimum:
                 bad(field, f"must be an integer ≥ {minimum}, got {value!r}")
@@ -194,8 +204,10 @@ class TrainConfig:
         """Fill `None` fields from the task's recommendations (and record the task's options)."""
         from ..tasks import available_tasks
 
-        rec = {"learning_rate": 0.05, "epochs": 50, "batch_size": 8, "beta": 1e-3, **task.recommended}
-        changes = {k: rec[k] for k in ("learning_rate", "epochs", "batch_size", "beta") if getattr(self, k) is None}
+        rec = {"learning_rate": 0.05, "epochs": 50, "batch_size": 8, "beta": 1e-3, "schedule": "constant",
+               **task.recommended}
+        changes = {k: rec[k] for k in ("learning_rate", "epochs", "batch_size", "beta", "schedule")
+                   if getattr(self, k) is None}
         changes["task_options"] = dict(task.options)
         changes["task"] = task.name
         return dataclasses.replace(self, **changes).validate(registered=task.name in available_tasks())
@@ -217,8 +229,11 @@ def _is_integer(x) -> bool:
     return _is_number(x) and float(x).is_integer()
 
 
-def make_optimizer(name: str, learning_rate: float):
-    """The optax optimiser of that name (`OPTIMIZERS`)."""
+def make_optimizer(name: str, learning_rate: float, schedule: str = "constant", total_steps: int | None = None):
+    """The optax optimiser of that name (`OPTIMIZERS`), its learning rate constant or decaying
+    along a cosine to 0 over `total_steps`."""
+    if schedule == "cosine":
+        learning_rate = optax.cosine_decay_schedule(learning_rate, max(int(total_steps), 1))
     if name == "adam":
         return optax.adam(learning_rate)
     if name == "sgd":

@@ -30,6 +30,7 @@ from ..tasks import Task, get_task
 from ._checkpoint import CHECKPOINT, CONFIG, METRICS, json_safe, load_checkpoint, save_checkpoint, write_json
 from ._config import TrainConfig, make_optimizer
 from ._constraints import CONSTRAINTS, to_unconstrained
+from ._distributed import data_parallel
 from ._report import TrainResult, finalise
 
 __all__ = ["Trainer", "resume", "train"]
@@ -55,7 +56,7 @@ class Trainer:
             task = get_task(config.task, **options)
         self.task = task
         self.config = config.resolve(task)
-        dtype = jax.tree_util.tree_leaves(task.train)[0].dtype
+        dtype = _float_dtype(task.train)
         self.estimators = {run: est.resolve(dtype) for run, est in self.config.estimators().items()}
         for estimator in self.estimators.values():
             task.check_estimator(estimator)
@@ -63,7 +64,11 @@ class Trainer:
         cfg = self.config
         self.batch_size = min(cfg.batch_size, task.num_train)
         self.num_batches = task.num_train // self.batch_size
-        self.optimizer = make_optimizer(cfg.optimizer, cfg.learning_rate)
+        # Data parallel (`devices`, or a multi-process run): batches split over a device mesh,
+        # everything else replicated; otherwise `parallel` places nothing.
+        self.parallel = data_parallel(cfg.devices, self.batch_size)
+        self.optimizer = make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.schedule,
+                                        cfg.epochs * self.num_batches)
         self.constraints = dict(task.trainable)
         self.fixed = {k: v for k, v in task.params.items() if k not in self.constraints}
         self.initial_raw = to_unconstrained(task.params, self.constraints)
@@ -71,6 +76,8 @@ class Trainer:
         self.probe_batch = {k: v[:probe] for k, v in task.train.items()}
         self.eval_batch = task.train if task.test is None else {
             k: jnp.concatenate([task.train[k], task.test[k]]) for k in task.train}
+        self._eval_input, self._num_eval = self.parallel.shard_padded(self.eval_batch)
+        self._probe_input = self.parallel.shard_or_replicate(self.probe_batch)
         self._steps = {run: eqx.filter_jit(self._make_step(est)) for run, est in self.estimators.items()}
         self._evaluate = eqx.filter_jit(self._evaluate_impl)
         self._probe = {run: eqx.filter_jit(self._make_probe(est)) for run, est in self.estimators.items()
@@ -95,7 +102,7 @@ class Trainer:
             return estimator
         if estimator in self.estimators:
             return self.estimators[estimator]
-        dtype = jax.tree_util.tree_leaves(self.task.train)[0].dtype
+        dtype = _float_dtype(self.task.train)
         built = as_estimator(estimator)
         if hasattr(built, "beta"):
             built = as_estimator(estimator, self.config.beta, self.config.variant)
@@ -130,7 +137,8 @@ class Trainer:
             # for the update alone, whatever the caller's promotion mode.
             with jax.numpy_dtype_promotion("standard"):
                 updates, new_opt_state = optimizer.update(grads, opt_state, raw)
-            return optax.apply_updates(raw, updates), new_opt_state, loss, optax.tree.norm(grads), result, stats
+            return self.parallel.gather((optax.apply_updates(raw, updates), new_opt_state, loss,
+                                         optax.tree.norm(grads), result, stats))
 
         return step
 
@@ -138,7 +146,8 @@ class Trainer:
         reference = self.task.exact_reference(estimator)
 
         def probe(raw, batch):
-            return self.physical_gradient(estimator, raw, batch), self.physical_gradient(reference, raw, batch)
+            return self.parallel.gather((self.physical_gradient(estimator, raw, batch),
+                                         self.physical_gradient(reference, raw, batch)))
 
         return probe
 
@@ -147,22 +156,22 @@ class Trainer:
         """Per-sample losses and class scores of the free runs, and the task's energy error."""
         params = self.physical(raw)
         losses, logits, result, stats = jax.vmap(lambda s: self.task.evaluate(params, s))(batch)
-        return losses, logits, self.task.energy_error(params), result, stats
+        return self.parallel.gather((losses, logits, self.task.energy_error(params), result, stats))
 
     def evaluate(self, raw: dict) -> dict:
         """Metrics of one parameter state (`train_loss`, `test_loss`, accuracies, errors).
 
         **Raises:** `ConvergenceError` when a free run of the evaluation batch fails.
         """
-        losses, logits, energy_error, result, stats = self._evaluate(raw, self.eval_batch)
+        losses, logits, energy_error, result, stats = self._evaluate(raw, self._eval_input)
         check_solution(None, result, stats, what=f"evaluation run of task {self.task.name}")
-        losses = np.asarray(losses)
+        losses = np.asarray(losses)[:self._num_eval]  # rows past it pad the batch to the devices
         n_train = self.task.num_train
         out = {"train_loss": float(np.mean(losses[:n_train])),
                "test_loss": float(np.mean(losses[n_train:])) if self.task.test is not None else None,
                "energy_error": float(energy_error)}
         if self.task.classes is not None:
-            pred = np.argmax(np.asarray(logits), axis=-1)
+            pred = np.argmax(np.asarray(logits)[:self._num_eval], axis=-1)
             labels = np.asarray(self.eval_batch["label"])
             correct = pred == labels
             out["train_accuracy"] = float(np.mean(correct[:n_train]))
@@ -179,7 +188,7 @@ class Trainer:
         order = np.random.default_rng([self.config.seed, epoch]).permutation(self.task.num_train)
         for b in range(self.num_batches):
             idx = jnp.asarray(order[b * self.batch_size:(b + 1) * self.batch_size])
-            yield {k: v[idx] for k, v in self.task.train.items()}
+            yield self.parallel.shard({k: v[idx] for k, v in self.task.train.items()})
 
     # ------------------------------------------------------------------------- loop
     def fit(
@@ -216,7 +225,12 @@ class Trainer:
         start_epoch, step, wall = 0, 0, {run: 0.0 for run in self.runs}
         history: list[dict] = []
         if out_dir is not None:
-            state, start_epoch, step, wall, history = self._open_run_folder(out_dir, resume, state, wall)
+            if self.parallel.is_main:
+                state, start_epoch, step, wall, history = self._open_run_folder(out_dir, resume, state, wall)
+            else:  # another process of a multi-process run: it reads the folder, process 0 writes it
+                state, start_epoch, step, wall = self._read_run_folder(out_dir, resume, state, wall)
+                out_dir = None
+        state = self.parallel.replicate(state)
 
         if start_epoch == 0 and not history:
             for run in self.runs:
@@ -225,7 +239,7 @@ class Trainer:
                 self._log(out_dir, record)
 
         bar = None
-        if progress and start_epoch < cfg.epochs:
+        if progress and start_epoch < cfg.epochs and self.parallel.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.task} [{'+'.join(self.runs)}]",
@@ -309,13 +323,22 @@ class Trainer:
         self._write_config(config_path, start_epoch)
         return state, start_epoch, step, wall, history
 
+    def _read_run_folder(self, out_dir, resume, state, wall):
+        """What a process other than 0 needs from `out_dir`: the checkpoint to resume from
+        (read only; process 0 checks and writes the folder)."""
+        ckpt = os.path.join(out_dir, CHECKPOINT)
+        if resume and os.path.exists(ckpt):
+            state, meta = load_checkpoint(ckpt, state)
+            return state, meta["epoch"], meta["step"], meta["wall_time"]
+        return state, 0, 0, wall
+
     def _check_same_config(self, config_path) -> None:
         """Refuse to resume a run written by a different configuration (naming the fields)."""
         with open(config_path) as handle:
             saved = json.load(handle)["config"]
         current = self.config.to_dict()
         differing = sorted(k for k in set(saved) | set(current)
-                           if k != "epochs" and json.dumps(saved.get(k), sort_keys=True)
+                           if k not in ("epochs", "devices") and json.dumps(saved.get(k), sort_keys=True)
                            != json.dumps(current.get(k), sort_keys=True))
         if differing:
             detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in differing)
@@ -365,7 +388,7 @@ class Trainer:
                   "wall_time": wall_time, "epoch_time": epoch_time}
         cfg = self.config
         if run in self._probe and cfg.probe_every and epoch % cfg.probe_every == 0:
-            est, ref = self._probe[run](raw, self.probe_batch)
+            est, ref = self._probe[run](raw, self._probe_input)
             agreement = gradient_agreement(est, ref)["all"]
             record.update({k: float(agreement[k]) for k in ("cosine", "norm_ratio", "max_rel_error")})
             record["agreement_reference"] = self.task.exact_reference(self.estimators[run]).name
@@ -413,6 +436,11 @@ class Trainer:
 
 
 # ========================================================================= conveniences
+def _float_dtype(samples: dict):
+    """The floating dtype of a task's samples (labels are integers)."""
+    return next(x.dtype for x in jax.tree_util.tree_leaves(samples) if jnp.issubdtype(x.dtype, jnp.floating))
+
+
 def train(config: TrainConfig | dict | None = None, out_dir=None, **kwargs) -> TrainResult:
     """Build a `Trainer` from a config (or a dict of its fields) and run `fit(out_dir, **kwargs)`."""
     if isinstance(config, dict):
@@ -421,13 +449,14 @@ def train(config: TrainConfig | dict | None = None, out_dir=None, **kwargs) -> T
 
 
 def resume(out_dir, *, epochs: int | None = None, task: Task | None = None, progress: bool = True,
-           plots: bool = True, callbacks=()) -> TrainResult:
+           plots: bool = True, callbacks=(), devices: int | None = None) -> TrainResult:
     """Continue the run in `out_dir` from its checkpoint (optionally to a new number of epochs,
     recorded in `config.json`'s `epochs_history`).
 
     With the same configuration the result is the one an uninterrupted run would have given:
     the checkpoint holds the parameters and optimiser state, and the batch order of each epoch
-    depends only on `(seed, epoch)`. Pass `task` for a run of a hand-built `Task`.
+    depends only on `(seed, epoch)`. Pass `task` for a run of a hand-built `Task`, `devices` to
+    continue on another number of devices (`TrainConfig.devices`; the same result to round-off).
 
     **Raises:** `ConfigError` when `out_dir` is not a run folder, or when `epochs` is below the
     epochs already trained.
@@ -446,5 +475,7 @@ def resume(out_dir, *, epochs: int | None = None, task: Task | None = None, prog
             raise ConfigError(f"{out_dir} has trained {done} epochs already; resume --epochs must be ≥ {done}, "
                               f"got {epochs}.")
         config = TrainConfig.from_dict(dict(config.to_dict(), epochs=epochs), registered=task is None)
+    if devices is not None:
+        config = TrainConfig.from_dict(dict(config.to_dict(), devices=devices), registered=task is None)
     return Trainer(config, task=task).fit(out_dir, resume=True, progress=progress, plots=plots, callbacks=callbacks)
 
