@@ -68,9 +68,8 @@ def train(name: str, data: str, options: dict, *, epochs: int, batch: int, lr: f
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     with open(os.path.join(out, "summary.json")) as handle:
         rows = {row["run"]: row for row in json.load(handle)["rows"]}
-    shown = " ".join(c if " " not in c else repr(c) for c in command[2:]).replace(out_root, "OUT")
-    return {"name": name, "rows": rows, "wall": wall, "command": f"lagrangian-eqprop {shown[len('-m lagrangian_eqprop '):]}"
-            if shown.startswith("-m ") else shown, "out": out}
+    shown = " ".join(c if " " not in c else repr(c) for c in command[3:]).replace(out_root, "OUT")
+    return {"name": name, "rows": rows, "wall": wall, "command": f"lagrangian-eqprop {shown}", "out": out}
 
 
 def mnist1d(out_root) -> list[dict]:

@@ -28,6 +28,9 @@ _EXPORTS = {
     "._costs": ("ReadoutCost", "TerminalCost", "TrackingCost", "trajectory_cost"),
     "._discrete": ("DiscreteLagrangian",),
     "._echo": ("echo_trajectory",),
+    "._energy": ("EnergyModel", "compile_energy", "compile_energy_network", "compile_layered_energy"),
+    "._equilibrium": ("Equilibrium", "NewtonMinimiser", "ProjectedGradient", "solve_equilibrium"),
+    "._equilibrium_gradient": ("EquilibriumEqProp", "convergence_radius", "equilibrium_gradient", "equilibrium_loss"),
     "._estimators": ("AbstractEqProp", "AbstractEstimator", "Echo", "FixedEndpoints", "Naive", "as_estimator",
                      "default_beta", "eqprop_gradient"),
     "._integrate": ("Rollout", "VariationalIntegrator"),
@@ -36,7 +39,7 @@ _EXPORTS = {
     "._model": ("LagrangianModel", "SeparableStructure", "interpolate_inputs"),
     "._references": ("ESTIMATORS", "Adjoint", "BPTT", "Implicit", "adjoint_gradient", "bptt_gradient", "bvp_loss",
                      "finite_difference_gradient", "implicit_gradient", "simulated_loss"),
-    "._root": ("AbstractRootFinder", "Newton", "OptimistixRootFinder", "RootInfo", "newton_tolerances"),
+    "._root": ("AbstractRootFinder", "Auto", "Chord", "Newton", "NewtonKrylov", "OptimistixRootFinder", "RootInfo", "newton_tolerances"),
     "._rules": ("RULES", "AbstractRule", "GalerkinLobatto", "Midpoint", "Trapezoid", "make_rule"),
     "._solution": ("RESULTS", "FinalState", "GradientResult", "SolveStats", "Trajectory"),
     "._symbolic": ("EdgeTerm", "ExtraTerm", "NodeTerm", "compile_lagrangian", "compile_network",
@@ -72,6 +75,10 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from ._costs import ReadoutCost, TerminalCost, TrackingCost, trajectory_cost  # noqa: F401
     from ._discrete import DiscreteLagrangian  # noqa: F401
     from ._echo import echo_trajectory  # noqa: F401
+    from ._energy import EnergyModel, compile_energy, compile_energy_network, compile_layered_energy  # noqa: F401
+    from ._equilibrium import Equilibrium, NewtonMinimiser, ProjectedGradient, solve_equilibrium  # noqa: F401
+    from ._equilibrium_gradient import (  # noqa: F401
+        EquilibriumEqProp, convergence_radius, equilibrium_gradient, equilibrium_loss)
     from ._estimators import (  # noqa: F401
         AbstractEqProp, AbstractEstimator, Echo, FixedEndpoints, Naive, as_estimator, default_beta, eqprop_gradient)
     from ._integrate import Rollout, VariationalIntegrator  # noqa: F401
@@ -81,7 +88,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from ._references import (  # noqa: F401
         ESTIMATORS, BPTT, Adjoint, Implicit, adjoint_gradient, bptt_gradient, bvp_loss, finite_difference_gradient,
         implicit_gradient, simulated_loss)
-    from ._root import AbstractRootFinder, Newton, OptimistixRootFinder, RootInfo, newton_tolerances  # noqa: F401
+    from ._root import (  # noqa: F401
+        AbstractRootFinder, Auto, Chord, Newton, NewtonKrylov, OptimistixRootFinder, RootInfo, newton_tolerances)
     from ._rules import RULES, AbstractRule, GalerkinLobatto, Midpoint, Trapezoid, make_rule  # noqa: F401
     from ._solution import RESULTS, FinalState, GradientResult, SolveStats, Trajectory  # noqa: F401
     from ._symbolic import (  # noqa: F401

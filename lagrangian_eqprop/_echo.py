@@ -75,7 +75,6 @@ def echo_pass(integ, params, cost, beta, q_final, p_final, times, us, *, with_in
     """
     num_steps = times.shape[0] - 1
     grad_cost = autodiff.grad(cost, argnums=1)
-    disc = integ.discrete
     # A complex β (the holomorphic contrast) makes the whole pass complex, from its first node.
     dtype = jnp.result_type(q_final, beta)
     q_final = q_final.astype(dtype)
@@ -85,41 +84,16 @@ def echo_pass(integ, params, cost, beta, q_final, p_final, times, us, *, with_in
         k = num_steps - 1 - j
         return jnp.where(j <= num_steps - 2, beta * grad_cost(k, q), jnp.zeros_like(q))
 
-    # The echo step Q_j → Q_{j+1} is the forward interval (Q_{j+1} at node N−1−j, Q_j at N−j).
-    # With constraints the accumulated action is the augmented one, L_d − λ_j·φ(Q_j): its
-    # θ-derivative adds −λ_j·∂_θφ(Q_j), λ_j the echo's multipliers at Q_j.
-    model = integ.model
-
-    def constraint_work(prm, q, node, lam):
-        return jnp.dot(lam, model.constraint(q, node[0], prm, node[1]))
-
-    def accumulate(j, q_a, q_b, node_a, node_b, *lam):
-        g = autodiff.grad(disc, argnums=0)(params, q_b, q_a, node_b, node_a)
-        if lam:
-            g_phi = autodiff.grad(constraint_work)(params, q_a, node_a, lam[0])
-            g = jax.tree_util.tree_map(jnp.subtract, g, g_phi)
-        return g
-
-    def emit_inputs(j, q_a, q_b, node_a, node_b, *lam):
-        # ∂L_d/∂u at both ends of the interval; placed at their nodes after the scan.
-        g_node_b, g_node_a = autodiff.grad(disc, argnums=(3, 4))(params, q_b, q_a, node_b, node_a)
-        g_u_a = g_node_a[1]
-        if lam:
-            g_u_a = g_u_a - autodiff.grad(constraint_work, argnums=2)(params, q_a, node_a, lam[0])[1]
-        return g_node_b[1], g_u_a
-
-    run = integ.rollout(
-        params, q_final, p_start, times[::-1], us[::-1], kick=kick,
-        accumulate=accumulate,
-        accumulator_init=jax.tree_util.tree_map(lambda x: jnp.zeros(jnp.shape(x), dtype), params),
-        save_trajectory=save_trajectory, emit=emit_inputs if with_inputs else None,
-    )
-    values = {"G": run.accumulated, "q_end": run.q, "p_end": run.p}
+    # The echo step Q_j → Q_{j+1} runs over the forward interval from node N−1−j (Q_{j+1}) to
+    # N−j (Q_j). Every rule is symmetric and L is even in v, so its L_d equals the rollout's
+    # L_d(Q_j, Q_{j+1}) with the node data in echo order: the rollout's own action gradient is
+    # G (fused with the force evaluation on the explicit path). With constraints the action is
+    # the augmented one, L_d − λ_j·φ(Q_j), λ_j the echo's multipliers at Q_j.
+    run = integ.rollout(params, q_final, p_start, times[::-1], us[::-1], kick=kick, save_trajectory=save_trajectory,
+                        action_gradient=True, action_input_gradient=with_inputs)
+    values = {"G": run.action_gradient, "q_end": run.q, "p_end": run.p}
     if with_inputs:
-        # Step j touches forward nodes N−1−j (its `b` end) and N−j (its `a` end).
-        at_b, at_a = run.emitted
-        g_u = jnp.zeros(us.shape, dtype).at[:-1].add(at_b[::-1]).at[1:].add(at_a[::-1])  # complex in a holomorphic pass
-        values["G_inputs"] = g_u
+        values["G_inputs"] = run.action_input_gradient[::-1]  # forward node order (complex in a holomorphic pass)
     if save_trajectory:
         values["q"], values["p"] = run.qs, run.ps
     return values, (run.result, run.stats)

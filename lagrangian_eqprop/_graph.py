@@ -132,21 +132,31 @@ def element_value(term: "LocalTerm", q_local, v_local, t, local_params, u):
 # local terms on a 256-mass chain. On chains, lattice strips and the like an index array is a
 # few arithmetic runs `start + step·arange(k)`; each run is then a static (strided) slice, whose
 # transpose is a pad, or a broadcast (step 0), whose transpose is a sum; XLA fuses both with the
-# local terms. Other index arrays keep the gather. Values are the same either way; gradients
+# local terms. Lattices in 2-D/3-D give many runs of one length at a fixed stride (one per row):
+# each such family is a *block* `start + stride·i + step·j`, a static 2-D slice of the rows laid
+# out `stride` to a line (`take_block`). Index arrays that mix blocks and runs with irregular
+# entries (a lattice plus random springs) are cut into pieces: slices where the index is
+# regular, one gather for each irregular stretch. Values are the same either way; gradients
 # agree to round-off (the per-node sums of edge contributions may be added in another order).
-MAX_RUNS = 8  # more runs than this: gather (each run costs a pad + add in the gradient)
+# Measured on a 10⁵-mass lattice with 10⁴ random springs (docs/benchmarks.md): ∇V 30 % faster
+# than one gather per index array; summing the gradients with `jax.ops.segment_sum` instead of
+# the gather's own transpose (a scatter-add) gained less (17 %) and needs a custom transpose
+# rule, which JAX offers only through `custom_vjp` (no forward mode: the tangent echo, Newton's
+# Jacobians and the stability estimate need it).
+MAX_RUNS = 8  # more runs than this: gather (each run costs a pad + add in the gradient); 0: always gather
+MAX_PIECES = 16  # more pieces (blocks, runs, irregular stretches) than this: one gather for all
+MIN_SLICE = 32  # runs/blocks shorter than this join the irregular stretches (one gather each)
+MIN_BLOCK_ROWS = 3  # fewer equal runs at one stride stay separate runs
 
 
-def index_runs(index: np.ndarray, boundary: int | None = None):
-    """Split a static index array greedily into arithmetic runs `(start, step, length)`, none
-    straddling `boundary` (runs lie wholly below it or wholly at/above it); `None` when that
-    takes more than `MAX_RUNS` runs."""
-    index = np.asarray(index, dtype=np.int64).reshape(-1)
+def _greedy_runs(index: np.ndarray, boundary: int | None, limit: int | None):
+    """Arithmetic runs `(start, step, length)` covering `index` in order, none straddling
+    `boundary`; `None` when there are more than `limit` of them."""
     diffs = np.diff(index)
     side = index >= boundary if boundary is not None else np.zeros(index.shape, dtype=bool)
     runs, i = [], 0
     while i < index.size:
-        if len(runs) == MAX_RUNS:
+        if limit is not None and len(runs) == limit:
             return None
         step = int(diffs[i]) if i < diffs.size else 0
         stops = np.flatnonzero((diffs[i:] != step) | (side[i + 1:] != side[i]))
@@ -155,7 +165,57 @@ def index_runs(index: np.ndarray, boundary: int | None = None):
             end = i + 1  # a lone pair before a new step: let its second entry start the next run
         runs.append((int(index[i]), step, end - i))
         i = end
-    return tuple(runs)
+    return runs
+
+
+def index_runs(index: np.ndarray, boundary: int | None = None):
+    """Split a static index array greedily into arithmetic runs `(start, step, length)`, none
+    straddling `boundary` (runs lie wholly below it or wholly at/above it); `None` when that
+    takes more than `MAX_RUNS` runs."""
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    runs = _greedy_runs(index, boundary, MAX_RUNS)
+    return None if runs is None else tuple(runs)
+
+
+def index_pieces(index: np.ndarray, boundary: int | None = None):
+    """Cut a static index array into consecutive pieces: `("block", start, stride, rows, step,
+    length)` (entries `start + stride·i + step·j`, `i < rows`, `j < length`, `step ≥ 1`, no row
+    wrapping past `stride`), `("run", start, step, length)`, and `("gather", offset, length)` for
+    the irregular stretches in between; none straddles `boundary`. `None` when it takes more than
+    `MAX_PIECES` pieces, when slices would cover less than half the entries, or with
+    `MAX_RUNS = 0` (everything gathered)."""
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    if MAX_RUNS < 1 or index.size < MIN_SLICE:
+        return None
+    side = index >= boundary if boundary is not None else np.zeros(index.shape, dtype=bool)
+    runs = _greedy_runs(index, boundary, None)
+    pieces, offset, k = [], 0, 0
+    while k < len(runs):
+        start, step, length = runs[k]
+        rows = 1
+        if step >= 1 and length >= 2 and k + 1 < len(runs):
+            stride = runs[k + 1][0] - start
+            # following runs of the same shape, `stride` apart, on the same side of the boundary
+            while (k + rows < len(runs) and runs[k + rows][1:] == (step, length)
+                   and runs[k + rows][0] == start + rows * stride
+                   and side[offset + rows * length] == side[offset]):
+                rows += 1
+            if rows >= MIN_BLOCK_ROWS and stride > 0 and start % stride + step * (length - 1) < stride:
+                pieces.append(("block", start, stride, rows, step, length))
+                offset, k = offset + rows * length, k + rows
+                continue
+            rows = 1
+        if length >= MIN_SLICE:
+            pieces.append(("run", start, step, length))
+        elif pieces and pieces[-1][0] == "gather":
+            pieces[-1] = ("gather", pieces[-1][1], pieces[-1][2] + length)
+        else:
+            pieces.append(("gather", offset, length))
+        offset, k = offset + length, k + 1
+    gathered = sum(p[2] for p in pieces if p[0] == "gather")
+    if len(pieces) > MAX_PIECES or 2 * gathered > index.size:
+        return None
+    return tuple(pieces)
 
 
 def take_run(x, start: int, step: int, length: int):
@@ -167,32 +227,70 @@ def take_run(x, start: int, step: int, length: int):
     return piece[::-1] if step < 0 else piece
 
 
+def take_block(x, start: int, stride: int, rows: int, step: int, length: int):
+    """`x[start + stride·i + step·j]` for `i < rows`, `j < length` (row-major), by static slicing:
+    the rows of `x`, padded to whole lines, laid out `stride` to a line."""
+    first, column = divmod(start, stride)
+    lines = max(first + rows, -(-x.shape[0] // stride))
+    padded = x if lines * stride == x.shape[0] else jnp.concatenate(
+        [x, jnp.zeros((lines * stride - x.shape[0], *x.shape[1:]), x.dtype)])
+    grid = padded.reshape(lines, stride, *x.shape[1:])
+    block = grid[first:first + rows, column:column + step * (length - 1) + 1:step]
+    return block.reshape(rows * length, *x.shape[1:])
+
+
 class Rows:
     """`concatenate([x, fixed])[index]` along the leading axis, for a static `index` and
     `len(x) == boundary` (`fixed`: constant NumPy rows, e.g. the fixed nodes' states; omit it
     and `boundary` for plain `x[index]`). Static slices when the index is a few arithmetic runs
-    (`index_runs`), the rows of `fixed` then entering as constants (no gradient path);
+    (`index_runs`, `runs`), else slices and gathers by pieces where the index is mostly regular
+    (`index_pieces`, `pieces`), the rows of `fixed` entering as constants (no gradient path);
     otherwise one gather."""
 
     def __init__(self, index, boundary: int | None = None):
         self.index = np.asarray(index, dtype=np.int64).reshape(-1)
         self.boundary = boundary
         self.runs = index_runs(self.index, boundary)
+        self.pieces = None if self.runs is not None else index_pieces(self.index, boundary)
+
+    def _fixed_side(self, start: int) -> bool:
+        return self.boundary is not None and start >= self.boundary
 
     def __call__(self, x, fixed: np.ndarray | None = None):
         x = jnp.asarray(x)
         if fixed is not None:
             x = x.astype(float_dtype(x))
             fixed = np.asarray(fixed, dtype=x.dtype)
-        if self.runs is None:
+        if self.runs is None and self.pieces is None:
             source = x if fixed is None else jnp.concatenate([x, jnp.asarray(fixed)])
             return source[self.index]
         pieces = []
-        for start, step, length in self.runs:
-            if fixed is not None and start >= self.boundary:
-                pieces.append(jnp.asarray(take_run(fixed, start - self.boundary, step, length)))
-            else:
-                pieces.append(take_run(x, start, step, length))
+        if self.runs is not None:
+            for start, step, length in self.runs:
+                if fixed is not None and start >= self.boundary:
+                    pieces.append(jnp.asarray(take_run(fixed, start - self.boundary, step, length)))
+                else:
+                    pieces.append(take_run(x, start, step, length))
+        else:
+            offset = 0
+            for kind, *spec in self.pieces:
+                if kind == "gather":
+                    part = self.index[spec[0]:spec[0] + spec[1]]
+                    if fixed is None or np.all(part < self.boundary):
+                        pieces.append(x[part])
+                    elif np.all(part >= self.boundary):
+                        pieces.append(jnp.asarray(fixed[part - self.boundary]))
+                    else:
+                        pieces.append(jnp.concatenate([x, jnp.asarray(fixed)])[part])
+                    offset += spec[1]
+                    continue
+                take = take_block if kind == "block" else take_run
+                size = spec[2] * spec[4] if kind == "block" else spec[2]
+                if fixed is not None and self._fixed_side(spec[0]):
+                    pieces.append(jnp.asarray(fixed[self.index[offset:offset + size] - self.boundary]))
+                else:
+                    pieces.append(take(x, *spec))
+                offset += size
         if not pieces:
             return jnp.zeros((0, *x.shape[1:]), dtype=x.dtype)
         return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
@@ -244,7 +342,13 @@ class NetworkLagrangian:
 
     def _endpointcolumns(self, rows, x, fixed):
         """Local coordinates of one edge endpoint: a tuple of `dim` arrays over the edges."""
-        return columns(rows(jnp.reshape(x, (-1, self.dim)), fixed))
+        x = jnp.reshape(x, (-1, self.dim))
+        if rows.pieces is None:
+            return columns(rows(x, fixed))
+        # Slices and gathers by pieces: select each coordinate's column, so that the gradient
+        # sums one array per coordinate (pads of (E,) pieces) instead of padding every column
+        # back into (E, dim) rows first.
+        return tuple(rows(x[:, i], None if fixed is None else fixed[:, i]) for i in range(self.dim))
 
     def __call__(self, q, v, t, params, u):
         q, v, u = jnp.asarray(q), jnp.asarray(v), jnp.asarray(u)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Inexact, Real
 
+from . import _autodiff as autodiff
 from . import _bvp
 from ._checks import (
     as_float_array,
@@ -46,7 +47,9 @@ class Rollout(eqx.Module):
 
     **Fields:** `q`, `p` (final node, `(n,)`), `accumulated` (the on-the-fly sum, or the
     initial value), `result`, `stats`, `qs`, `ps` (`(N, n)`, nodes 1..N; `None` unless the
-    trajectory was saved) and `emitted` (the per-step outputs of `emit`, stacked, or `None`).
+    trajectory was saved), `emitted` (the per-step outputs of `emit`, stacked, or `None`), and
+    `action_gradient` (shaped like params), `action_input_gradient` (`(N+1, m)`, in the order
+    the rollout visits the nodes) when asked for, else `None`.
     """
 
     q: Inexact[Array, " n"]
@@ -57,6 +60,8 @@ class Rollout(eqx.Module):
     qs: Any = None
     ps: Any = None
     emitted: Any = None
+    action_gradient: Any = None
+    action_input_gradient: Any = None
 
 
 class VariationalIntegrator(eqx.Module):
@@ -182,9 +187,11 @@ class VariationalIntegrator(eqx.Module):
         velocity used for energies)."""
         if self.model.separable is not None:
             return self.model.separable.solve_mass(params, p)
+        # Through `_autodiff`: a holomorphic echo pass starts from complex (q, p).
         zero = jnp.zeros_like(q)
-        mass = self.model.mass_matrix(q, zero, t, params, u)
-        return jnp.linalg.solve(mass, p - self.model.momentum(q, zero, t, params, u))
+        momentum = autodiff.grad(self.model.lagrangian, argnums=1)
+        mass = autodiff.jacfwd(momentum, argnums=1)(q, zero, t, params, u)
+        return jnp.linalg.solve(mass, p - momentum(q, zero, t, params, u))
 
     def stability_number(self, params: Params, q0: StateVector, u0: Real[ArrayLike, " m"] | None = None) -> float:
         """`ω_max·dt` at rest at `q0` (node 0's time, input `u0`), `ω_max` the highest linearised
@@ -255,6 +262,8 @@ class VariationalIntegrator(eqx.Module):
         emit: Callable | None = None,
         v0_hint=None,
         monitor_energy: bool = False,
+        action_gradient: bool = False,
+        action_input_gradient: bool = False,
     ) -> Rollout:
         """Step through the nodes with `lax.scan`; the engine behind `simulate` and the echo.
 
@@ -273,6 +282,13 @@ class VariationalIntegrator(eqx.Module):
         - `monitor_energy`: for a conservative model (`model.conserves_energy`) and a run
           without kicks, report `RESULTS.energy_drift` when the relative energy error exceeds
           `energy_tolerance` (every stored node is checked, else the final one).
+        - `action_gradient`: also sum the parameter gradient of the (augmented) discrete action,
+          `Σ_j ∂_θ[L_d(θ; q_j, q_{j+1}; node_j, node_{j+1}) − λ_j·φ(q_j)]` (`Rollout.action_gradient`,
+          shaped like params; the echo's `G`). The explicit step takes it from its own force
+          evaluation (one reverse pass per step, `StormerVerlet.action_step`); implicit steps
+          differentiate `L_d` once per step.
+        - `action_input_gradient`: likewise the gradient of that sum w.r.t. the input at every
+          node (`Rollout.action_input_gradient`, `(N+1, m)`, in the order of `inputs`).
 
         **Returns:** a `Rollout` (never raises: read its `result`).
         """
@@ -281,32 +297,48 @@ class VariationalIntegrator(eqx.Module):
         if v0_hint is None and isinstance(stepper, ImplicitStep):
             v0_hint = self.velocity_estimate(params, q0, p0, times[0], inputs[0])
         aux0 = stepper.init(params, q0, p0, (times[0], inputs[0]), self.dt, v0_hint)
+        action = None
+        if action_gradient or action_input_gradient:
+            action = _ActionGradient(self, params, num_steps, action_gradient, action_input_gradient)
+            aux0, action0 = action.init(q0, (times[0], inputs[0]), aux0)
+        fused = action is not None and action.fused
 
         def body(carry, _):
-            j, q, p, aux, acc, record = carry
+            j, q, p, aux, acc, action_acc, record = carry
             node_a = (times[j], inputs[j])
             node_b = (times[j + 1], inputs[j + 1])
-            q_b, p_b, aux_b, info, multipliers = stepper.step(params, q, p, aux, node_a, node_b)
+            if fused:
+                q_b, p_b, aux_b, *pieces = stepper.action_step(params, q, p, aux, node_a, node_b, *action.step_args(j, q.dtype))
+                info = multipliers = None
+            else:
+                q_b, p_b, aux_b, info, multipliers = stepper.step(params, q, p, aux, node_a, node_b)
+                pieces = (q, q_b, node_a, node_b, multipliers)
             if kick is not None:
                 p_b = p_b + kick(j, q_b)
             extra = () if multipliers is None else (multipliers,)
             if accumulate is not None:
                 acc = jax.tree_util.tree_map(jnp.add, acc, accumulate(j, q, q_b, node_a, node_b, *extra))
+            action_out = None
+            if action is not None:
+                action_acc, action_out = action.step(j, action_acc, pieces)
             if info is not None:
                 record = record.record(j, info)
             out = ((q_b, p_b) if save_trajectory else None,
-                   emit(j, q, q_b, node_a, node_b, *extra) if emit is not None else None)
-            return (j + 1, q_b, p_b, aux_b, acc, record), out
+                   emit(j, q, q_b, node_a, node_b, *extra) if emit is not None else None, action_out)
+            return (j + 1, q_b, p_b, aux_b, acc, action_acc, record), out
 
         # The step index is carried (not scanned over) so that memory stays O(1) in N.
-        carry0 = (jnp.zeros((), jnp.int32), q0, p0, aux0, accumulator_init, StepRecord.fresh(q0.dtype))
-        (_, q_n, p_n, _, acc, record), (nodes, emitted) = jax.lax.scan(body, carry0, None, length=num_steps)
+        carry0 = (jnp.zeros((), jnp.int32), q0, p0, aux0, accumulator_init, None if action is None else action0,
+                  StepRecord.fresh(q0.dtype))
+        (_, q_n, p_n, _, acc, action_acc, record), (nodes, emitted, action_out) = jax.lax.scan(
+            body, carry0, None, length=num_steps)
         qs, ps = nodes if save_trajectory else (None, None)
         result, stats = stepper.finish(record, q_n, p_n, qs, ps, num_steps)
         if monitor_energy and self.energy_tolerance is not None and self.model.conserves_energy and kick is None:
             result, stats = self._energy_monitor(params, result, stats, times, inputs, (q0, p0), (q_n, p_n),
                                                  None if qs is None else (qs, ps))
-        return Rollout(q_n, p_n, acc, result, stats, qs, ps, emitted)
+        grad_params, grad_inputs = (None, None) if action is None else action.finish(action_acc, action_out)
+        return Rollout(q_n, p_n, acc, result, stats, qs, ps, emitted, grad_params, grad_inputs)
 
     def _energy_monitor(self, params, result, stats, times, inputs, first, last, nodes):
         """Flag a run of a conservative system whose energy drifted by more than
@@ -420,6 +452,82 @@ class VariationalIntegrator(eqx.Module):
             self, params, q_start, q_end, num_steps, inputs,
             cost=cost, beta=beta, q_guess=q_guess, throw=throw, **solver_options,
         )
+
+
+class _ActionGradient:
+    """The action's gradients summed along a rollout (`rollout(action_gradient=...)`).
+
+    Fused, for the explicit step (trapezoid rule, separable L): `∂_θL_d(q_a, q_b) = h ∂_θ(½vᵀMv) −
+    h/2 [∂_θV(q_a) + ∂_θV(q_b)]`, so the run's sum is `Σ_k −h w_k ∂_θV(q_k) + Σ_j h ∂_θ(½v_jᵀMv_j)`
+    with `w = ½` at the two end nodes and 1 between. The step that lands on node k gets both its
+    terms from its own force evaluation, as `−h w_k ∂_θ[V(q_k) − ½vᵀMv / w_k]` (one reverse pass,
+    `StormerVerlet.action_step`). Likewise `∂_{u_k} = −h w_k ∂_uV(q_k)`. Otherwise: one reverse
+    pass of `L_d` (minus `λ_a·φ(q_a)` with constraints) per step.
+
+    The sums stay shaped like params: one flat vector instead saves kernels when XLA runs the
+    loop op by op, but when XLA compiles the whole loop into one kernel (loops touching under
+    `xla_cpu_small_while_loop_byte_threshold` bytes per iteration) its concatenation cost 1.6–3×
+    (measured, docs/benchmarks.md)."""
+
+    def __init__(self, integ, params, num_steps, with_params: bool, with_inputs: bool):
+        self.integ, self.params, self.num_steps = integ, params, num_steps
+        self.with_params, self.with_inputs = with_params, with_inputs
+        self.fused = isinstance(integ.stepper, StormerVerlet)
+        self.first_inputs = None  # ∂_uV at node 0 (fused path), set by `init`
+
+    def _weight(self, j, dtype):
+        # Node j + 1 closes one interval and opens the next, except the last node (weight ½).
+        return jnp.where(j == self.num_steps - 1, 0.5, 1.0).astype(jnp.finfo(dtype).dtype)
+
+    def init(self, q0, node0, aux0):
+        """`(aux0, carry0)`: the stepper's first auxiliary value and the accumulator."""
+        if not self.fused:
+            zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(jnp.shape(x), q0.dtype), self.params)
+            return aux0, zeros if self.with_params else None
+        # Node 0's force comes with its θ- and u-derivatives (one pass replaces the stepper's init).
+        force, grad_params, self.first_inputs = self.integ.stepper.action_derivatives(self.params, q0, node0)
+        half = -0.5 * self.integ.dt
+        return force, (jax.tree_util.tree_map(lambda g: half * g, grad_params) if self.with_params else None)
+
+    def step_args(self, j, dtype):
+        """The fused step's extra arguments at step j (see `StormerVerlet.action_step`)."""
+        return (1.0 / self._weight(j, dtype),)
+
+    def step(self, j, carry, pieces):
+        """`(carry, per-step output)` after step j."""
+        if not self.fused:
+            return self._generic_step(carry, *pieces)
+        grad_params, grad_u = pieces
+        scale = -self.integ.dt * self._weight(j, grad_u.dtype)
+        if self.with_params:
+            carry = jax.tree_util.tree_map(lambda c, g: c + scale.astype(g.dtype) * g, carry, grad_params)
+        return carry, (scale.astype(grad_u.dtype) * grad_u if self.with_inputs else None)
+
+    def _generic_step(self, carry, q_a, q_b, node_a, node_b, multipliers):
+        model, disc = self.integ.model, self.integ.discrete
+
+        def interval_action(prm, node_a, node_b):
+            value = disc(prm, q_a, q_b, node_a, node_b)
+            if multipliers is not None:  # the augmented action of a constrained step
+                value = value - jnp.dot(multipliers, model.constraint(q_a, node_a[0], prm, node_a[1]))
+            return value
+
+        argnums = (0,) * self.with_params + (1, 2) * self.with_inputs
+        grads = list(autodiff.grad(interval_action, argnums)(self.params, node_a, node_b))
+        if self.with_params:
+            carry = jax.tree_util.tree_map(jnp.add, carry, grads.pop(0))
+        return carry, ((grads[0][1], grads[1][1]) if self.with_inputs else None)
+
+    def finish(self, carry, outputs):
+        """`(∂_θ, ∂_u)` of the run's action (`None` where not asked for)."""
+        grad_inputs = None
+        if self.with_inputs and self.fused:
+            first = (-0.5 * self.integ.dt) * self.first_inputs
+            grad_inputs = jnp.concatenate([first[None], outputs], axis=0)
+        elif self.with_inputs:  # step j touches nodes j (its a end) and j + 1 (its b end)
+            at_a, at_b = outputs
+            grad_inputs = jnp.zeros((self.num_steps + 1, at_a.shape[1]), at_a.dtype).at[:-1].add(at_a).at[1:].add(at_b)
+        return carry, grad_inputs
 
 
 def as_arrays(tree):

@@ -18,6 +18,7 @@ from jaxtyping import Array, Float
 from ._bvp import boundary_trajectory
 from ._costs import trajectory_cost
 from ._echo import free_pass
+from ._equilibrium_gradient import EquilibriumEqProp
 from ._estimators import AbstractEstimator, Echo, FixedEndpoints, Naive, run_estimator
 from ._model import interpolate_inputs
 from ._solution import RESULTS, GradientResult, first_failure
@@ -133,6 +134,7 @@ class Adjoint(AbstractEstimator):
 
 ESTIMATORS: dict[str, type[AbstractEstimator]] = {
     "echo": Echo, "bvp": FixedEndpoints, "naive": Naive, "bptt": BPTT, "implicit": Implicit, "adjoint": Adjoint,
+    "eqprop": EquilibriumEqProp,  # static EqProp (energy models)
 }
 assert tuple(ESTIMATORS) == ESTIMATOR_NAMES
 

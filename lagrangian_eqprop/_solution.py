@@ -58,6 +58,19 @@ class RESULTS(eqx.Enumeration):
         "exceeds the limit), so the solution and its gradients are unreliable; change the horizon or the "
         "time step"
     )
+    saddle_point = (
+        "the equilibrium is a saddle point or a maximum of the energy, not a minimum (the Hessian on the free "
+        "states has a negative eigenvalue): start the solve elsewhere, or pass expect='stationary' if any "
+        "stationary point will do"
+    )
+    equilibrium_max_steps = (
+        "the equilibrium solve did not converge within its maximum number of iterations: raise max_steps, start "
+        "closer to the equilibrium, or check that the energy is bounded below"
+    )
+    equilibrium_line_search = (
+        "the equilibrium solve's line search found no decrease of the energy: the energy is unbounded below along "
+        "the search direction, non-smooth there, or dominated by round-off"
+    )
     ode_solver_failed = (
         "the continuous (diffrax) solve of the Euler–Lagrange equations failed: it reached its maximum "
         "number of steps or went non-finite"

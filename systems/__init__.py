@@ -10,6 +10,10 @@ simulate it directly::
 
 `available()` lists the registered names; `get(name, **kwargs)` calls the factory of that name
 with `kwargs`. Each factory's docstring shows its Lagrangian.
+
+Systems at static equilibrium (`energy_based`: `hopfield_network`, `resistive_network`,
+`elastic_network`) return an `EnergySystem(model, params, x, s0, layout)` of an energy model
+(`lep.compile_energy`); they are not in the registry, which lists systems to simulate.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from lagrangian_eqprop.errors import LagrangianError
 
 from ._system import System, make_system
 from .chains import free_chain, mass_spring_chain
+from .energy_based import EnergySystem, elastic_network, hopfield_network, resistive_inputs, resistive_network
 from .networks import grid_graph, mass_spring_network, random_graph
 from .oscillator_networks import oscillator_graph, oscillator_network
 from .oscillators import (
@@ -31,6 +36,7 @@ from .oscillators import (
 from .pendula import double_pendulum, pendulum_chain
 
 __all__ = [
+    "EnergySystem",
     "System",
     "available",
     "describe",
@@ -38,10 +44,12 @@ __all__ = [
     "damped_oscillator",
     "double_pendulum",
     "driven_oscillator",
+    "elastic_network",
     "free_chain",
     "get",
     "grid_graph",
     "harmonic_oscillator",
+    "hopfield_network",
     "make_system",
     "mass_spring_chain",
     "mass_spring_network",
@@ -50,6 +58,8 @@ __all__ = [
     "oscillator_network",
     "pendulum_chain",
     "random_graph",
+    "resistive_inputs",
+    "resistive_network",
 ]
 
 _REGISTRY: dict[str, Callable[..., System]] = {

@@ -66,7 +66,8 @@ def test_positive_constraint_rejects_nonpositive_initial_values():
 # ------------------------------------------------------------------------- tasks
 def test_task_registry_and_messages():
     assert available_tasks()[0] == "tracking"
-    assert set(available_tasks()) == {"tracking", "sysid", "classification", "pendulum", "sequence"}
+    assert set(available_tasks()) == {"tracking", "sysid", "classification", "pendulum", "sequence", "digits",
+                                      "resistive", "allostery"}
     with pytest.raises(ConfigError, match="available tasks: tracking, sysid"):
         get_task("nope")
     with pytest.raises(ConfigError, match=r"unknown option\(s\) 'bogus'.*valid options: n_masses"):

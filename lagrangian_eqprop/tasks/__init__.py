@@ -16,6 +16,10 @@ Registered tasks (`available_tasks()`; build one with `get_task(name, **override
 - `sequence` — real sequence data (MNIST-1D, the UCR/UEA sets shipped with aeon, your own
   `.npz`) classified or regressed by physical networks of oscillators (`PhysicalLayer` blocks
   with autodiff glue, or one physical network with a linear readout); see `SequenceTask`.
+- `digits`, `resistive`, `allostery` — systems at static equilibrium trained by static EqProp
+  (`EquilibriumTask`, docs/equilibrium.md): a layered Hopfield network and a nonlinear resistive
+  network on scikit-learn's bundled 8×8 digits, and an elastic network taught an allosteric
+  response.
 
 Samples are dicts of arrays with a leading sample axis; every sample has `q0`, `v0` (initial
 state), `inputs` (node-sampled inputs, `(N+1, m)`, only when the system has inputs) and the
@@ -24,22 +28,28 @@ data its cost needs (`target`, `label`, ...); fixed-endpoint tasks also carry `q
 """
 
 from ..errors import ConfigError
-from . import _classification, _mechanics, _sequence  # noqa: F401  (register the tasks)
+from . import _classification, _equilibrium_tasks, _mechanics, _sequence  # noqa: F401  (register the tasks)
 from ._classification import classification
+from ._equilibrium_task import EquilibriumTask
+from ._equilibrium_tasks import allostery, digits, resistive
 from ._mechanics import pendulum, sysid, tracking
 from ._sequence import SequenceTask, sequence
 from ._task import Task, available_tasks, get_task, register, resolve_options, task_description, task_options
 
 __all__ = [
     "ConfigError",
+    "EquilibriumTask",
     "SequenceTask",
+    "allostery",
     "Task",
     "available_tasks",
     "classification",
+    "digits",
     "get_task",
     "pendulum",
     "register",
     "resolve_options",
+    "resistive",
     "sequence",
     "sysid",
     "task_description",

@@ -9,7 +9,8 @@ Two architectures, both built from `PhysicalLayer`s of `systems.oscillator_netwo
   difference), and a readout `W_o mean_k h_k + b_o`. The glue trains by autodiff, every
   physical block by the run's estimator (the echo's VJP, theory §7).
 - `physical` — one physical network driven by the raw channels through its input matrix, and a
-  linear readout of its positions, `W_o [y_N, mean_k y_k] + b_o`: what the physics alone learns.
+  linear readout of its positions, `W_o [y_{k_1}, …, y_{k_R}, mean_k y_k] + b_o` at `R =
+  readout_points` equally spaced nodes ending at N: what the physics alone learns.
 
 A sample is one sequence `x (T, c)` (each value held for `substeps` integrator steps, so
 `N = T · substeps`) with its `label` (classification, cross-entropy) or `target` (regression,
@@ -59,6 +60,7 @@ class SequenceTask(Task):
     layers: tuple = ()
     architecture: str = "stacked"
     substeps: int = 1
+    readout_points: int = 1
     kind: str = "classification"
     dataset: Any = None
 
@@ -89,7 +91,9 @@ class SequenceTask(Task):
             layer = layers[0]
             n = layer.integ.model.num_dof
             y = layer(self.block_params(params, 0), jnp.zeros(n, x.dtype), jnp.zeros(n, x.dtype), self.node_inputs(x))
-            return jnp.concatenate([y[-1], jnp.mean(y, axis=0)]) @ params["out.W"] + params["out.b"]
+            nodes = self.num_steps - (self.num_steps * np.arange(self.readout_points) // self.readout_points)
+            features = jnp.concatenate([*(y[k] for k in nodes[::-1]), jnp.mean(y, axis=0)])
+            return features @ params["out.W"] + params["out.b"]
         h = x @ params["enc.W"] + params["enc.b"][None, :]
         h = self.node_inputs(h)
         for i, layer in enumerate(layers):
@@ -182,7 +186,7 @@ class SequenceTask(Task):
         return written
 
 
-def _initial_parameters(architecture, channels, outputs, systems_, width, seed):
+def _initial_parameters(architecture, channels, outputs, systems_, width, seed, readout_points):
     rng = np.random.default_rng([seed, 7])
     params, trainable = {}, {}
     if architecture == "stacked":
@@ -196,7 +200,7 @@ def _initial_parameters(architecture, channels, outputs, systems_, width, seed):
         if architecture == "stacked":
             params[f"glue{i}.W"] = rng.normal(size=(2 * n, width)) / np.sqrt(2 * n)
             params[f"glue{i}.b"] = np.zeros(width)
-    features = width if architecture == "stacked" else 2 * systems_[0].model.num_dof
+    features = width if architecture == "stacked" else (readout_points + 1) * systems_[0].model.num_dof
     params["out.W"] = np.zeros((features, outputs))
     params["out.b"] = np.zeros(outputs)
     for name in params:
@@ -221,6 +225,7 @@ def sequence(
     coupling_scale: float = 0.1,
     dt: float = 0.5,
     substeps: int = 1,
+    readout_points: int = 1,
     rule: str = "trapezoid",
     standardise: bool = True,
     num_train: int = 0,
@@ -234,7 +239,9 @@ def sequence(
     encoder + `blocks` physical blocks with residual glue; `physical`: one physical network
     and a linear readout); `blocks` (0: 2 for stacked, 1 for physical); the physical blocks (`systems.oscillator_network`: `units`, `unit`,
     `coupling`, `graph`, `degree`, `frequency` range, `input_scale`, `coupling_scale`);
-    `width` (the glue's features), the time step `dt`, `substeps` per sequence value, the
+    `width` (the glue's features), `readout_points` (physical: the linear readout sees the
+    positions at this many equally spaced nodes, plus their time average), the time step `dt`,
+    `substeps` per sequence value, the
     discretisation `rule`; `standardise` the data per channel (training statistics);
     `num_train`, `num_test` (0: all); `seed`.
     """
@@ -247,7 +254,8 @@ def sequence(
                           f"got {architecture!r}.")
     _check_positive(name, "blocks", blocks, integer=True, allow_zero=True)
     blocks = blocks or (2 if architecture == "stacked" else 1)
-    for option, value in (("units", units), ("width", width), ("substeps", substeps)):
+    for option, value in (("units", units), ("width", width), ("substeps", substeps),
+                          ("readout_points", readout_points)):
         _check_positive(name, option, value, integer=True)
     for option, value in (("num_train", num_train), ("num_test", num_test)):
         _check_positive(name, option, value, integer=True, allow_zero=True)
@@ -278,7 +286,7 @@ def sequence(
                    for s in systems_)
     classification = dataset.kind == "classification"
     outputs = dataset.num_classes if classification else 1
-    params, trainable = _initial_parameters(architecture, channels, outputs, systems_, width, seed)
+    params, trainable = _initial_parameters(architecture, channels, outputs, systems_, width, seed, readout_points)
     dtype = jnp.result_type(float)
     key = "label" if classification else "target"
 
@@ -295,5 +303,6 @@ def sequence(
         cost_fn=lambda sample: None, classes=tuple(dataset.classes) if classification else None,
         loss_unit="nats" if classification else "",
         recommended={"learning_rate": 1e-2, "epochs": 30, "batch_size": 32, "schedule": "cosine"},
-        layers=layers, architecture=architecture, substeps=substeps, kind=dataset.kind, dataset=dataset)
+        layers=layers, architecture=architecture, substeps=substeps, readout_points=readout_points, kind=dataset.kind,
+        dataset=dataset)
     return task
