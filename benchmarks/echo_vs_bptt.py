@@ -30,6 +30,8 @@ is built by hand (`m` (64,), `k` (65,)); `--model` chooses.
 
 from __future__ import annotations
 
+import _docs  # benchmarks/_docs.py (the script's folder is on sys.path)
+
 import argparse
 import datetime
 import json
@@ -252,23 +254,9 @@ def mib(num_bytes):
     return num_bytes / 2**20
 
 
-def write_section(path, text):
+def write_section(path, text: str) -> None:
     """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    if os.path.exists(path):
-        with open(path) as f:
-            content = f.read()
-    else:
-        content = "# Benchmarks\n"
-    start = content.find(SECTION)
-    if start >= 0:
-        nxt = content.find("\n## ", start + len(SECTION))
-        end = len(content) if nxt < 0 else nxt + 1
-        content = content[:start] + text.rstrip("\n") + "\n" + ("\n" + content[end:] if nxt >= 0 else "")
-    else:
-        content = content.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        f.write(content)
+    _docs.write_section(path, SECTION, text)
 
 
 def memory_summary(memory, lo, hi, with_rss):

@@ -45,6 +45,8 @@ Results go to the section "## Integrators (256-mass chain) and compile time" of
 
 from __future__ import annotations
 
+import _docs  # benchmarks/_docs.py (the script's folder is on sys.path)
+
 import argparse
 import datetime
 import os
@@ -625,19 +627,9 @@ def render(meta: dict, tp: dict, ec: dict, cp: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if not old.lstrip().startswith("# "):
-        old = "# Benchmarks\n\n" + old
-    lines = old.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])) + "\n"
-    path.write_text(new)
+def write_section(path, text: str) -> None:
+    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
+    _docs.write_section(path, SECTION, text)
 
 
 # ========================================================================== main

@@ -29,6 +29,8 @@ Results replace the section "## Per-step overhead (driven oscillator chains)" of
 
 from __future__ import annotations
 
+import _docs  # benchmarks/_docs.py (the script's folder is on sys.path)
+
 import argparse
 import datetime
 import json
@@ -216,17 +218,9 @@ def max_rel_err(grads, reference) -> float:
                      / max(float(np.max(np.abs(np.asarray(reference[k])))), 1e-300)) for k in reference)
 
 
-def write_section(path: Path, text: str) -> None:
+def write_section(path, text: str) -> None:
     """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = old.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])) + "\n"
-    path.write_text(new)
+    _docs.write_section(path, SECTION, text)
 
 
 SMALL_LOOPS = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000000"

@@ -32,7 +32,6 @@ LAPACK: batched LAPACK kernels can deadlock XLA's CPU thread pool (measured; see
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -40,7 +39,7 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, ArrayLike, Float, Int, Real
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ._checks import as_float_array, check_params, finite_or_raise
 from ._energy import EnergyModel

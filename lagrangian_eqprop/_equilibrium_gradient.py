@@ -31,11 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from ._contrasts import AbstractContrast, Holomorphic, Tangent
+from ._contrasts import AbstractContrast, Holomorphic
 from ._energy import EnergyModel
 from ._equilibrium import EXPECT, Equilibrium, _as_solver, equilibrium_state, make_stats, prepare_equilibrium
 from ._equilibrium_linalg import ldl_factor, ldl_solve, solve_symmetric
-from ._estimators import AbstractEqProp, AbstractEstimator
+from ._estimators import AbstractEqProp
 from ._root import newton_tolerances
 from ._solution import RESULTS, GradientResult, check_solution, first_failure
 from ._typing import Number, Params

@@ -420,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[shared["run"]],
                        help="train a task (default: the flagship tracking task, echo vs BPTT)")
     p.add_argument("task", nargs="?", help="task name (default: tracking, or the config file's; see `list`)")
-    p.add_argument("--estimator", help=f"gradient estimator: {', '.join(ESTIMATOR_NAMES)} (default echo)")
+    p.add_argument("--estimator", help=f"gradient estimator: {', '.join(ESTIMATOR_NAMES)} (default: the task's, "
+                   "echo for time-dependent tasks, eqprop for static ones)")
     p.add_argument("--reference", help="estimator trained side by side for comparison (default bptt; 'none' to skip)")
     p.add_argument("--beta", type=float, help="nudging strength β (default: the task's, 1e-3)")
     p.add_argument("--variant", help=f"EqProp variant: {', '.join(VARIANT_NAMES)} (default centered)")

@@ -130,3 +130,14 @@ def test_missing_scikit_learn_is_a_data_error_naming_the_install(monkeypatch):
             get_task("digits", num_train=10, num_test=0)
     finally:
         equilibrium_tasks.load_digits.cache_clear()
+
+
+def test_a_static_task_trains_with_its_own_estimator_by_default(tmp_path):
+    # `lagrangian-eqprop train allostery` with no --estimator: static EqProp next to implicit
+    # differentiation (the defaults "echo"/"bptt" are for time-dependent tasks).
+    from lagrangian_eqprop.cli import main
+
+    assert main(["train", "allostery", "--set", "rows=4", "--set", "cols=4", "--epochs", "2", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 0
+    config = TrainConfig.from_dict(__import__("json").load(open(tmp_path / "run" / "config.json"))["config"])
+    assert config.run_names() == ("eqprop", "implicit")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import os
 
-import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np

@@ -67,8 +67,10 @@ class TrainConfig:
     **Fields** (`None` means "the task's recommended value", filled in by `resolve`):
     - `task`: task name (`tasks.available_tasks()`); `task_options`: its options.
     - `estimator`: an estimator name (`"echo"`, `"bvp"`, `"bptt"`, `"adjoint"`, `"naive"`,
-      `"implicit"`) or object (`lep.Echo(beta=1e-3)`, ...).
-    - `reference`: a second estimator trained side by side (default `"bptt"`), or `"none"`.
+      `"implicit"`, `"eqprop"`) or object (`lep.Echo(beta=1e-3)`, ...); `None`: the task's
+      recommended one (`"echo"` for time-dependent tasks, `"eqprop"` for static ones).
+    - `reference`: a second estimator trained side by side (default `"bptt"`, which a static
+      task trains as its exact reference, `"implicit"`), or `"none"`.
     - `beta`, `variant`: EqProp nudging strength and variant for estimators given by name.
     - `optimizer` (`OPTIMIZERS`), `learning_rate`, `epochs`, `batch_size`; `schedule`: the
       learning rate over the run, `"constant"` or `"cosine"` (decays to 0 at the last step of
@@ -84,7 +86,7 @@ class TrainConfig:
     """
 
     task: str = "tracking"
-    estimator: object = "echo"
+    estimator: object = None
     reference: object = "bptt"
     beta: float | None = None
     variant: str = "centered"
@@ -160,8 +162,8 @@ class TrainConfig:
             self.reference = "none"
         for field in ("estimator", "reference"):
             value = getattr(self, field)
-            if value == "none" and field == "reference":
-                continue
+            if (value == "none" and field == "reference") or (value is None and field == "estimator"):
+                continue  # no reference; the task's recommended estimator (`resolve`)
             choices = ", ".join(names) + (", none" if field == "reference" else "")
             if isinstance(value, str) and value not in names:
                 bad(field, f"unknown estimator {value!r}; choose one of {choices}")
@@ -208,6 +210,10 @@ class TrainConfig:
                **task.recommended}
         changes = {k: rec[k] for k in ("learning_rate", "epochs", "batch_size", "beta", "schedule")
                    if getattr(self, k) is None}
+        if self.estimator is None:
+            changes["estimator"] = rec.get("estimator", "echo")
+        if self.reference == "bptt" and "reference" in rec:
+            changes["reference"] = rec["reference"]  # the task's exact reference (static tasks: implicit)
         changes["task_options"] = dict(task.options)
         changes["task"] = task.name
         return dataclasses.replace(self, **changes).validate(registered=task.name in available_tasks())
