@@ -3,7 +3,7 @@
     python benchmarks/equilibrium_allostery.py                      # 10×10 = 100 nodes, ratio 1
     python benchmarks/equilibrium_allostery.py --rows 12 --cols 12 --ratio -1 --out runs/allostery
 
-Trains the stiffnesses of the `allostery` task with static EqProp (centered, default β) and with
+Trains the `allostery` task (stiffnesses and rest lengths, its default) with static EqProp (centered, default β) and with
 implicit differentiation side by side, then reports the achieved target strain ratio `ε_T/ε_S`
 for both, checked independently by SciPy's BFGS on a NumPy transcription of the spring energy,
 and writes `plots/network.png` (the network before and after, edges coloured by strain).

@@ -123,9 +123,11 @@ class DenseFactor(eqx.Module):
         return jsl.lu_solve((self.lu, self.pivots), r)
 
     def singular(self):
-        """Whether the factorised matrix is (numerically) singular: a zero or non-finite pivot."""
+        """Whether the factorised matrix is singular: finite, with a zero pivot. A non-finite
+        pivot is not singularity but a non-finite Jacobian (NaN/inf in the state): the solve's
+        non-finite step reports it as such."""
         pivots = jnp.diagonal(self.lu)
-        return ~jnp.all(jnp.isfinite(pivots) & (pivots != 0))
+        return jnp.all(jnp.isfinite(pivots)) & jnp.any(pivots == 0)
 
 
 class StepStructure(eqx.Module):

@@ -157,10 +157,7 @@ def _iterate(f, x0, direction, carry0, *, rtol, atol, max_steps, give_up=None, s
 
     def iteration(state, scale):
         i, x, previous, _, carry, theta_max = state
-        fx = f(x)
-        delta, carry, singular = direction(x, fx, carry)
-        # A non-finite residual makes any Jacobian look singular: that is a non-finite step.
-        singular = singular & jnp.all(jnp.isfinite(fx))
+        delta, carry, singular = direction(x, f(x), carry)
         if scale is None:
             # The first iteration takes ‖x₀‖∞ from the same reduction as ‖Δ‖∞.
             size, norm = jnp.max(jnp.abs(jnp.stack([delta, x])), axis=1)

@@ -26,3 +26,13 @@ def without_runtime_types():
         yield
     finally:
         jaxtyping.config.update("jaxtyping_disable", False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. The suite compiles thousands of
+    programs in one process; kept to the end they take gigabytes, and a full run aborted once
+    inside XLA's compiler late in the suite (not reproducible on its own). Modules share few
+    programs, so recompiling costs little."""
+    yield
+    jax.clear_caches()

@@ -314,6 +314,7 @@ def test_implicit_gradient_matches_finite_differences_and_dense_newton():
     np.testing.assert_allclose(float(tangent), float(sum(jnp.sum(g) for g in jax.tree_util.tree_leaves(grads[0]))), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_implicit_gradient_with_nonconservative_force():
     """With a friction force the BVP Jacobian is not symmetric: reverse mode must use the
     transposed block-tridiagonal solve (checked against central finite differences)."""

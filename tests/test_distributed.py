@@ -142,6 +142,7 @@ _DEVICES_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_training_on_four_devices_equals_one_device(tmp_path):
     proc = _python(_DEVICES_SCRIPT, 4, json.dumps(CONFIG), tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -132,6 +132,7 @@ def test_missing_scikit_learn_is_a_data_error_naming_the_install(monkeypatch):
         equilibrium_tasks.load_digits.cache_clear()
 
 
+@pytest.mark.slow
 def test_a_static_task_trains_with_its_own_estimator_by_default(tmp_path):
     # `lagrangian-eqprop train allostery` with no --estimator: static EqProp next to implicit
     # differentiation (the defaults "echo"/"bptt" are for time-dependent tasks).

@@ -36,7 +36,7 @@ def quartic_chain(rule):
     return integ, params, cost, kw
 
 
-@pytest.mark.parametrize("rule", ["trapezoid", "midpoint"])
+@pytest.mark.parametrize("rule", ["trapezoid", pytest.param("midpoint", marks=pytest.mark.slow)])
 def test_tangent_echo_equals_bptt_to_round_off(rule):
     integ, params, cost, kw = quartic_chain(rule)
     bptt = lep.bptt_gradient(integ, params, cost, return_all=True, **kw)
@@ -46,6 +46,7 @@ def test_tangent_echo_equals_bptt_to_round_off(rule):
         np.testing.assert_allclose(getattr(tangent, field), getattr(bptt, field), rtol=1e-9, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_tangent_echo_on_catalog_systems():
     for name, rule, dt in (("double_pendulum", "midpoint", 0.02), ("pendulum_chain", "trapezoid", 0.05),
                            ("caldirola_kanai_oscillator", "midpoint", 0.05)):
@@ -159,6 +160,7 @@ def test_holomorphic_echo_refuses_non_analytic_models_and_costs():
         lep.Echo(points=8)
 
 
+@pytest.mark.slow
 def test_exact_echoes_through_echo_loss_and_training():
     integ, params, cost, kw = quartic_chain("trapezoid")
     bptt = lep.bptt_gradient(integ, params, cost, **kw)

@@ -175,6 +175,7 @@ def test_echo_on_the_fused_path_matches_bptt(variant, tolerance):
         np.testing.assert_allclose(getattr(echo, field), getattr(bptt, field), rtol=0, atol=tolerance * scale)
 
 
+@pytest.mark.slow
 def test_explicit_and_root_finding_steps_give_the_same_echo():
     # The same trapezoid rule stepped by Newton takes the generic (per-step jax.grad) path.
     integ, params, q0, v0, us, cost = driven_chain()
