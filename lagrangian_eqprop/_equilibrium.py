@@ -45,21 +45,14 @@ from ._checks import as_float_array, check_params, finite_or_raise
 from ._energy import EnergyModel
 from ._equilibrium_linalg import ldl_factor, ldl_solve, solve_symmetric
 from ._root import AbstractRootFinder, as_root_finder, newton_tolerances
-from ._solution import RESULTS, SolveStats, check_solution
+from ._solution import RESULTS, SolveStats, check_solution, result_from_code
 from ._typing import Params
 from .errors import InputError
 
 __all__ = ["EXPECT", "AbstractEquilibriumSolver", "Equilibrium", "NewtonMinimiser", "ProjectedGradient",
-           "equilibrium_state", "make_stats", "nudged_energy", "prepare_equilibrium", "solve_equilibrium", "RESULT_CODES"]
+           "equilibrium_state", "make_stats", "nudged_energy", "prepare_equilibrium", "solve_equilibrium"]
 
 EXPECT = ("minimum", "stationary", None)
-
-
-RESULT_CODES = {
-    "saddle": RESULTS.saddle_point,
-    "max_steps": RESULTS.equilibrium_max_steps,
-    "line_search": RESULTS.equilibrium_line_search,
-}
 
 
 class Equilibrium(eqx.Module):
@@ -188,7 +181,7 @@ class AbstractEquilibriumSolver(eqx.Module):
                 stalled = ~ok & (jnp.max(jnp.abs(full - s)) <= root_eps * (1.0 + jnp.max(jnp.abs(s))))
                 converged = small | stalled  # the unit step was already within tolerance: take it and stop
                 code = jnp.where(ok | stalled, 0, jnp.where(
-                    jnp.isfinite(f) & jnp.all(jnp.isfinite(g)), RESULT_CODES["line_search"]._value,
+                    jnp.isfinite(f) & jnp.all(jnp.isfinite(g)), RESULTS.equilibrium_line_search._value,
                     RESULTS.newton_nonfinite._value))
                 s_next = jnp.where(small, full, jnp.where(stalled, s, s_new))
                 f_next, g_next = jax.lax.cond(small, lambda: value_and_grad(full),
@@ -203,7 +196,7 @@ class AbstractEquilibriumSolver(eqx.Module):
             f0, g0 = value_and_grad(x0)
             i, s, _, _, converged, code = jax.lax.while_loop(
                 cond, body, (zero, x0, f0, g0, jnp.asarray(False), zero))
-            code = jnp.where(converged, 0, jnp.where(code != 0, code, RESULT_CODES["max_steps"]._value))
+            code = jnp.where(converged, 0, jnp.where(code != 0, code, RESULTS.equilibrium_max_steps._value))
             code = jnp.where(jnp.all(jnp.isfinite(s)), code, RESULTS.newton_nonfinite._value)
             final = jnp.max(jnp.abs(residual(s)), initial=0.0)
             return s, jnp.stack([code.astype(dtype), i.astype(dtype), final])
@@ -307,14 +300,6 @@ def _as_solver(solver):
             f"{type(solver).__name__}.") from None
 
 
-def _code_result(code) -> RESULTS:
-    out = RESULTS.successful
-    for item in (*RESULT_CODES.values(), RESULTS.max_steps_reached, RESULTS.newton_nonfinite, RESULTS.singular,
-                 RESULTS.diverged):
-        out = RESULTS.where(code == item._value, item, out)
-    return out
-
-
 def make_stats(dtype, **fields) -> SolveStats:
     """A `SolveStats` with the given fields set (the others as for a solve that did nothing)."""
     stats = SolveStats.empty(dtype)
@@ -348,7 +333,7 @@ def _curvature_check(energy, s, box, expect):
     tol = 10.0 * s.size * jnp.finfo(dtype).eps * scale
     smallest = jnp.argmin(pivots) if expect == "minimum" else jnp.argmin(jnp.abs(pivots))
     if expect == "minimum":
-        code = jnp.where(pivots[smallest] < -tol, RESULT_CODES["saddle"]._value,
+        code = jnp.where(pivots[smallest] < -tol, RESULTS.saddle_point._value,
                          jnp.where(pivots[smallest] <= tol, RESULTS.singular._value, 0))
     else:
         code = jnp.where(jnp.abs(pivots[smallest]) <= tol, RESULTS.singular._value, 0)
@@ -379,7 +364,7 @@ def equilibrium_state(model: EnergyModel, params, x, s0, *, cost=None, beta=0.0,
         s = sol.value
         code = jnp.where(sol.result == optx.RESULTS.successful, 0,
                          jnp.where(sol.result == optx.RESULTS.nonlinear_max_steps_reached,
-                                   RESULT_CODES["max_steps"]._value, RESULTS.diverged._value))
+                                   RESULTS.equilibrium_max_steps._value, RESULTS.diverged._value))
         code = jnp.where(jnp.all(jnp.isfinite(s)), code, RESULTS.newton_nonfinite._value)
         iterations = jnp.asarray(sol.stats["num_steps"], jnp.int32)
         residual = jax.lax.stop_gradient(jnp.max(jnp.abs(grad_fn(s)), initial=0.0))
@@ -395,7 +380,7 @@ def equilibrium_state(model: EnergyModel, params, x, s0, *, cost=None, beta=0.0,
     stats = make_stats(s.dtype, num_failures=jnp.asarray(code != 0, jnp.int32), first_failed=where,
                        newton_iterations_mean=iterations.astype(s.dtype), newton_iterations_max=iterations,
                        max_residual=jnp.asarray(residual, s.dtype), condition=condition)
-    return Equilibrium(s, energy(s), jax.lax.stop_gradient(curvature), _code_result(code), stats)
+    return Equilibrium(s, energy(s), jax.lax.stop_gradient(curvature), result_from_code(code), stats)
 
 
 def prepare_equilibrium(model: EnergyModel, params, x, s0=None):

@@ -37,7 +37,7 @@ from ._equilibrium import EXPECT, Equilibrium, _as_solver, equilibrium_state, ma
 from ._equilibrium_linalg import ldl_factor, ldl_solve, solve_symmetric
 from ._estimators import AbstractEqProp
 from ._root import newton_tolerances
-from ._solution import RESULTS, GradientResult, check_solution, first_failure
+from ._solution import RESULTS, GradientResult, check_solution, first_failure, result_from_code
 from ._typing import Number, Params
 from .errors import EstimatorError, InputError
 
@@ -266,7 +266,7 @@ class EquilibriumEqProp(AbstractEqProp):
                                    first_failed=jnp.full((), -1, jnp.int32),
                                    newton_iterations_mean=iterations.astype(dtype), newton_iterations_max=iterations,
                                    max_residual=residual.astype(dtype))
-                return grads, (_result_of(code), stats)
+                return grads, (result_from_code(code), stats)
         else:
             beta = self.array_beta(dtype)  # None for the tangent variant
 
@@ -280,13 +280,6 @@ class EquilibriumEqProp(AbstractEqProp):
         stats = jax.tree_util.tree_map(lambda a, b: jnp.where(free_ok, b, a), free.stats, stats)
         return GradientResult(params=g_params, loss=jnp.asarray(cost(s_free)).astype(dtype),
                               inputs=g_x, result=first_failure(free.result, result), stats=stats)
-
-
-def _result_of(code) -> RESULTS:
-    out = RESULTS.successful
-    for item in (RESULTS.max_steps_reached, RESULTS.newton_nonfinite):
-        out = RESULTS.where(code == item._value, item, out)
-    return out
 
 
 def implicit_gradient_result(model, params, cost, problem) -> GradientResult:

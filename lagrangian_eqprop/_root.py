@@ -51,7 +51,7 @@ from jaxtyping import Array, Float, Int
 
 from . import _autodiff as autodiff
 from ._linear_solvers import DenseFactor, StepStructure, dense_tangent_solve, krylov_tangent_solve
-from ._solution import RESULTS
+from ._solution import RESULTS, result_from_code
 from .errors import InputError
 
 __all__ = [
@@ -247,16 +247,9 @@ def _root(fn, guess, run, tangent_solve, state, *, final_residual: bool):
 
     x, (info, new_state) = jax.lax.custom_root(residual, flat_guess, solve, tangent_solve, has_aux=True)
     info, new_state = jax.lax.stop_gradient((info, new_state))
-    result = _result_from_code(jnp.round(info[0]).astype(jnp.int32))
+    result = result_from_code(jnp.round(info[0]).astype(jnp.int32))
     return (unravel(x), RootInfo(result, jnp.round(info[1]).astype(jnp.int32), info[2]),
             _unpack(new_state, state))
-
-
-def _result_from_code(code: Int[Array, ""]) -> RESULTS:
-    out = RESULTS.successful
-    for item in (RESULTS.max_steps_reached, RESULTS.newton_nonfinite, RESULTS.singular, RESULTS.diverged):
-        out = RESULTS.where(code == item._value, item, out)
-    return out
 
 
 def _newton_direction(f):

@@ -22,7 +22,8 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .errors import ConvergenceError
 
-__all__ = ["RESULTS", "FinalState", "GradientResult", "SolveStats", "Trajectory", "check_solution", "first_failure"]
+__all__ = ["RESULTS", "FinalState", "GradientResult", "SolveStats", "Trajectory", "check_solution", "first_failure",
+           "result_from_code"]
 
 
 class RESULTS(eqx.Enumeration):
@@ -178,6 +179,15 @@ class GradientResult(eqx.Module):
     inputs: Any = None
     result: Any = None
     stats: Any = None
+
+
+def result_from_code(code) -> RESULTS:
+    """The `RESULTS` item whose value is the integer `code` (traceable): how solvers that carry
+    an item's `_value` through a `lax.custom_root` or `while_loop` turn it back into an item."""
+    out = RESULTS.successful
+    for item in RESULTS._name_to_item.values():
+        out = RESULTS.where(code == item._value, item, out)
+    return out
 
 
 def first_failure(result: RESULTS, *others: RESULTS) -> RESULTS:
