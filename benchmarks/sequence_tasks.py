@@ -1,8 +1,10 @@
 """Learning on real sequence data, echo next to BPTT (benchmarks, not tests).
 
     python benchmarks/sequence_tasks.py mnist1d            # stacked network, echo + BPTT, 30 epochs
+    python benchmarks/sequence_tasks.py mnist1d-tangent    # the same with the tangent (exact) echo
     python benchmarks/sequence_tasks.py mnist1d-physical   # one physical network + linear readout
     python benchmarks/sequence_tasks.py ucr                # GunPoint, ItalyPowerDemand, ArrowHead, BasicMotions, JapaneseVowels
+    python benchmarks/sequence_tasks.py ucr-physical       # the same five, one physical network + linear readout
     python benchmarks/sequence_tasks.py throughput         # samples/s and peak memory, echo vs BPTT
     python benchmarks/sequence_tasks.py all
     ... --no-write                                         # print only, leave docs/benchmarks.md alone
@@ -41,6 +43,10 @@ UCR_RUNS = {
     "BasicMotions": dict(options=dict(units=32, width=16), epochs=150, batch=10, lr=1e-2),
     "JapaneseVowels": dict(options=dict(units=32, width=16), epochs=60, batch=16, lr=1e-2),
 }
+# One physical network + linear readout, the whole sequence presented at once as constant forces
+# (`presentation=spatial`; its time-average position is the readout): what the physics alone learns.
+PHYSICAL = dict(architecture="physical", presentation="spatial", unit="pendulum", coupling="bilinear",
+                readout_points=0, hold_steps=20)
 BAKE_OFF = {"GunPoint": (0.913, 0.927), "ItalyPowerDemand": (0.955, 0.946), "ArrowHead": (0.800, 0.709)}
 
 
@@ -70,21 +76,33 @@ def train(name: str, data: str, options: dict, *, epochs: int, batch: int, lr: f
     with open(os.path.join(out, "summary.json")) as handle:
         rows = {row["run"]: row for row in json.load(handle)["rows"]}
     with open(os.path.join(out, "config.json")) as handle:
-        beta = json.load(handle)["config"]["beta"]
+        config = json.load(handle)["config"]
+    beta, variant = config["beta"], config["variant"]
     with open(os.path.join(out, "metrics.jsonl")) as handle:  # the probe's agreement with BPTT, every epoch
         errors = [r["max_rel_error"] for r in map(json.loads, handle) if r.get("max_rel_error") is not None]
     shown = " ".join(c if " " not in c else repr(c) for c in command[3:]).replace(out_root, "OUT")
     return {"name": name, "rows": rows, "wall": wall, "command": f"lagrangian-eqprop {shown}", "out": out,
-            "beta": beta, "probe_error": max(errors) if errors else None}
+            "beta": beta, "variant": variant, "probe_error": max(errors) if errors else None}
 
 
 def mnist1d(out_root) -> list[dict]:
     return [train("mnist1d", "mnist1d", {}, epochs=30, batch=32, lr=1e-2, out_root=out_root)]
 
 
+def mnist1d_tangent(out_root) -> list[dict]:
+    return [train("mnist1d-tangent", "mnist1d", {}, epochs=30, batch=32, lr=1e-2, out_root=out_root,
+                  extra=("--variant", "tangent"))]
+
+
 def mnist1d_physical(out_root) -> list[dict]:
-    options = dict(architecture="physical", units=128, unit="pendulum", coupling="sine", input_scale=2.0)
-    return [train("mnist1d-physical", "mnist1d", options, epochs=30, batch=32, lr=1e-2, out_root=out_root)]
+    options = dict(PHYSICAL, units=256, graph="random", degree=8, coupling_scale=0.4)
+    return [train("mnist1d-physical", "mnist1d", options, epochs=20, batch=32, lr=3e-3, out_root=out_root,
+                  extra=("--weight-decay", "0.3"))]
+
+
+def ucr_physical(out_root) -> list[dict]:
+    return [train(f"{name}-physical", name, dict(PHYSICAL, units=32), epochs=spec["epochs"], batch=spec["batch"],
+                  lr=3e-3, out_root=out_root) for name, spec in UCR_RUNS.items()]
 
 
 def ucr(out_root) -> list[dict]:
@@ -146,13 +164,14 @@ def render(runs: list[dict], speed: dict | None, header: str) -> str:
 
         for run in runs:
             rows = run["rows"]
-            data = run["name"].split("-")[0] if run["name"].startswith("mnist1d") else run["name"]
+            data = run["name"].split("-")[0]  # "<data set>[-physical]"
             refs = load_dataset(data).references if data else {}
             ref = ", ".join(f"{k} {100 * v:.1f}%" for k, v in refs.items()) or "—"
             if data in BAKE_OFF:
                 ref = f"1NN-ED {100 * BAKE_OFF[data][0]:.1f}%, MLP {100 * BAKE_OFF[data][1]:.1f}%"
             echo, bptt = rows.get("echo", {}), rows.get("bptt", {})
-            arch = "physical + linear readout" if "physical" in run["name"] else "stacked"
+            arch = ("one physical network + linear readout" if "physical" in run["name"] else
+                    "stacked, tangent echo" if "tangent" in run["name"] else "stacked")
             lines.append(
                 f"| {data} | {arch} | {100 * echo.get('test_accuracy', float('nan')):.1f}% | "
                 f"{100 * bptt.get('test_accuracy', float('nan')):.1f}% | {ref} | {run['wall'] / 60:.1f} min | "
@@ -160,7 +179,10 @@ def render(runs: list[dict], speed: dict | None, header: str) -> str:
         lines += ["", "Commands (`OUT` is a scratch folder) and when they ran:", ""]
         for run in runs:
             probe = run.get("probe_error")
-            detail = ("" if run.get("beta") is None else f"; echo centered at β = {run['beta']:g}") + (
+            variant = run.get("variant", "centered")
+            detail = ("" if run.get("beta") is None else
+                      "; tangent echo (exact, no β)" if variant == "tangent" else
+                      f"; echo {variant} at β = {run['beta']:g}") + (
                 "" if probe is None else f", probe gradient vs BPTT ≤ {probe:.1e} relative at every epoch")
             lines.append(f"- `{run['command']}` — {run.get('measured', '')}{detail}")
             if run.get("note"):  # written by hand into the results file: what a run showed
@@ -188,12 +210,13 @@ def write(section: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="+", choices=("mnist1d", "mnist1d-physical", "ucr", "throughput", "all",
-                                                    "render"), help="render: rewrite the section from the stored results")
+    parser.add_argument("what", nargs="+", choices=("mnist1d", "mnist1d-tangent", "mnist1d-physical", "ucr",
+                                                    "ucr-physical", "throughput", "all", "render"), help="render: rewrite the section from the stored results")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "benchmarks"), help="scratch folder for the runs")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    what = {"mnist1d", "mnist1d-physical", "ucr", "throughput"} if "all" in args.what else set(args.what)
+    what = ({"mnist1d", "mnist1d-tangent", "mnist1d-physical", "ucr", "ucr-physical", "throughput"}
+            if "all" in args.what else set(args.what))
     stored = {"runs": {}, "speed": None}
     if os.path.exists(RESULTS):
         with open(RESULTS) as handle:
@@ -202,10 +225,14 @@ def main() -> None:
     new = []
     if "mnist1d" in what:
         new += mnist1d(args.out)
+    if "mnist1d-tangent" in what:
+        new += mnist1d_tangent(args.out)
     if "mnist1d-physical" in what:
         new += mnist1d_physical(args.out)
     if "ucr" in what:
         new += ucr(args.out)
+    if "ucr-physical" in what:
+        new += ucr_physical(args.out)
     for run in new:
         run["measured"] = today
         stored["runs"][run["name"]] = {k: v for k, v in run.items() if k != "out"}

@@ -216,7 +216,7 @@ def _train_config(args):
             raise ConfigError(f"--config {args.config}: invalid TOML ({err}).") from None
     flags = {"task": args.task, "estimator": args.estimator, "reference": args.reference, "beta": args.beta,
              "variant": args.variant, "optimizer": args.optimizer, "learning_rate": args.lr,
-             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "weight_decay": args.weight_decay,
              "probe_every": args.probe_every, "devices": args.devices, "schedule": args.schedule}
     data.update({k: v for k, v in flags.items() if v is not None})
     options = dict(data.get("task_options") or {})
@@ -427,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help=f"EqProp variant: {', '.join(VARIANT_NAMES)} (default centered)")
     p.add_argument("--optimizer", help=f"optax optimiser: {', '.join(OPTIMIZER_NAMES)} (default adam)")
     p.add_argument("--lr", type=float, help="learning rate (default: the task's)")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay on weights, biases and input gains "
+                   "(not on log-space physical constants; default 0)")
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, help="learning rate over the run (default: the task's)")
     p.add_argument("--data", metavar="NAME_OR_FILE",
                    help="sequence task: a data set (mnist1d, GunPoint, ItalyPowerDemand, ArrowHead, BasicMotions, "

@@ -5,7 +5,9 @@
     L = Σ_i [½ m_i ẋ_i² − m_i ω_i² U(x_i) + x_i Σ_j B_ij u_j] − Σ_(a,b) k_ab W(x_b − x_a)
 
 with the unit potential `U` (harmonic `½x²`, Duffing `½x² + ¼ a x⁴`, or pendulum `1 − cos x`), the coupling `W`
-(linear `½ r²`, FPU `½ r² + ¼ r⁴`, or sine `1 − cos r`), inputs entering as forces through the
+(linear `½ r²`, FPU `½ r² + ¼ r⁴`, or sine `1 − cos r`; or the signed `bilinear` coupling
+`− J_ab x_a x_b`, the Hopfield-type interaction of capacitively or inductively coupled
+resonators, whose `J` may be negative: it is trained as stored, not in log space), inputs entering as forces through the
 trainable input matrix `B` (node parameters `b0 … b{m−1}`, one column each), trainable symmetric
 couplings `k` (one per edge), per-unit frequencies `ω` and masses `m`. Every term is even in the
 velocities and there is no friction: the echo is exact. Graphs: `dense` (all pairs), `ring`
@@ -25,7 +27,7 @@ from ._system import System, make_system
 __all__ = ["COUPLINGS", "GRAPHS", "UNITS", "oscillator_graph", "oscillator_network"]
 
 UNITS = ("harmonic", "duffing", "pendulum")
-COUPLINGS = ("linear", "fpu", "sine")
+COUPLINGS = ("linear", "fpu", "sine", "bilinear")
 GRAPHS = ("dense", "ring", "random")
 _t = sympy.Symbol("t")
 
@@ -79,6 +81,9 @@ def _terms(unit: str, coupling: str, num_inputs: int):
         edge_energy, edge_params = k * r**2 / 2 + kq * r**4 / 4, [k, kq]
     elif coupling == "sine":
         edge_energy, edge_params = k * (1 - sympy.cos(r)), [k]
+    elif coupling == "bilinear":
+        coupling_strength = sympy.Symbol("J")
+        edge_energy, edge_params = -coupling_strength * xa * xb, [coupling_strength]
     else:
         raise LagrangianError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}.")
     edge = EdgeTerm(-edge_energy, ([xa], [xb]), edge_params, name=f"{coupling} coupling")
@@ -110,18 +115,21 @@ def oscillator_network(
     - `unit`: `"harmonic"` (`U = ½x²`: a linear bank of resonators), `"duffing"` (`U = ½x² + ¼ a
       x⁴`, trainable `a`) or `"pendulum"` (`U = 1 − cos x`: the restoring force is bounded, so
       the highest frequency never exceeds ω, whatever the amplitude).
-    - `coupling`: `"linear"` (`W = ½r²`), `"fpu"` (`½r² + ¼ k_q r⁴`, trainable `kq` per edge)
-      or `"sine"` (`W = 1 − cos r`).
+    - `coupling`: `"linear"` (`W = ½r²`), `"fpu"` (`½r² + ¼ k_q r⁴`, trainable `kq` per edge),
+      `"sine"` (`W = 1 − cos r`), or `"bilinear"` (energy `−J_ab x_a x_b`, signed `J` per edge:
+      stable while the linearised stiffness `diag(m ω²) − J` stays positive definite, which a
+      pendulum network's bounded restoring force does not guarantee at large amplitude).
     - `graph`, `degree`, `seed`: the coupling graph (`oscillator_graph`).
     - `frequency`: ω for every unit, or a range `(low, high)` spread log-uniformly over units
       (a bank of time scales, like the frequencies of a filter bank).
     - `mass`, `anharmonicity` (`a`), `quartic_coupling` (`kq`): defaults.
     - `coupling_scale`: couplings drawn `|N(0, (coupling_scale/√degree)²)|` (seeded): with
-      non-negative couplings the linearised stiffness is positive definite (stable).
+      non-negative couplings the linearised stiffness is positive definite (stable); bilinear
+      couplings `J` drawn `N(0, (coupling_scale/√degree)²)` with their signs.
     - `input_scale`: input gains `B` drawn `N(0, input_scale²)` (seeded).
 
     Parameters (trainable, shapes): `m`, `omega`, `a` (duffing), `b0 … b{m−1}` `(n,)`; `k`
-    (and `kq`) `(num_edges,)`. **Returns:** a `System` at rest (`q0 = v0 = 0`).
+    (and `kq`), or `J` (bilinear), `(num_edges,)`. **Returns:** a `System` at rest (`q0 = v0 = 0`).
     """
     if num_units < 1 or num_inputs < 0:
         raise LagrangianError(f"need num_units ≥ 1 and num_inputs ≥ 0, got {num_units}, {num_inputs}.")
@@ -136,8 +144,9 @@ def oscillator_network(
         low, high = (float(f) for f in frequency)
         omega = np.exp(np.linspace(np.log(low), np.log(high), num_units)) if num_units > 1 else np.full(1, low)
     mean_degree = max(2.0 * len(edges) / max(num_units, 1), 1.0)
-    params = {"m": np.full(num_units, mass), "omega": omega,
-              "k": coupling_scale / np.sqrt(mean_degree) * np.abs(rng.standard_normal(len(edges)))}
+    strengths = coupling_scale / np.sqrt(mean_degree) * rng.standard_normal(len(edges))
+    params = {"m": np.full(num_units, mass), "omega": omega}
+    params["J" if coupling == "bilinear" else "k"] = strengths if coupling == "bilinear" else np.abs(strengths)
     if unit == "duffing":
         params["a"] = np.full(num_units, anharmonicity)
     if coupling == "fpu":

@@ -4,14 +4,38 @@
 - strict dtype promotion and rank promotion: an implicit float32↔float64 mix or a silent
   broadcast between arrays of different rank is an error, not a quiet upcast;
 - jaxtyping runtime checks (beartype) of every annotated function and module of the package,
-  enabled by `--jaxtyping-packages` in pyproject's pytest options.
+  enabled by `--jaxtyping-packages` in pyproject's pytest options;
+- JAX's persistent compilation cache in its own folder (`jax-tests` in the data cache folder,
+  `lep.data.default_cache_dir()`, or `$LAGRANGIAN_EQPROP_TEST_COMPILE_CACHE`; `off` to disable): most
+  of a test's time is XLA compiling its programs, which a repeated run then reads back.
 """
+
+import os
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def _test_compile_cache() -> str | None:
+    # The folder of `lep.data.default_cache_dir()`, worked out here without importing the
+    # package: imported from a conftest it would load before jaxtyping's import hook is in place.
+    setting = os.environ.get("LAGRANGIAN_EQPROP_TEST_COMPILE_CACHE", "").strip()
+    if setting.lower() in ("0", "off", "false", "no", "none"):
+        return None
+    if setting:
+        return os.path.expanduser(setting)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = os.environ.get("LAGRANGIAN_EQPROP_CACHE", "") or (
+        os.path.join(xdg, "lagrangian_eqprop") if os.path.isabs(xdg) else os.path.expanduser("~/.cache/lagrangian_eqprop"))
+    return os.path.join(os.path.expanduser(base), "jax-tests")
+
+
+if not jax.config.jax_compilation_cache_dir and _test_compile_cache():
+    jax.config.update("jax_compilation_cache_dir", _test_compile_cache())
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 import jaxtyping
 import pytest

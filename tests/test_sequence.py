@@ -55,6 +55,45 @@ def test_whole_model_gradient_by_the_echo_equals_bptt(architecture):
     np.testing.assert_allclose(float(echo.loss), float(bptt.loss), rtol=1e-12)
 
 
+def test_spatial_presentation_is_a_step_force_and_trains_by_the_echo():
+    """`presentation="spatial"`: the whole sequence as `T·c` constant forces `B x` held for
+    `hold_steps` steps. Positions equal a hand-written velocity Verlet of the pendulum network
+    (the trapezoid rule's explicit form); the gradient by the echo equals BPTT's."""
+    task = get_task("sequence", data="mnist1d", architecture="physical", presentation="spatial", hold_steps=12,
+                    units=6, unit="pendulum", coupling_scale=0.5, readout_points=0, num_train=4, num_test=4)
+    assert task.num_steps == 12 and task.params["out.W"].shape == (6, 10)
+    params = random_readout(task)
+    x = task.train["x"][0]
+    T = x.shape[0]
+    gains = jnp.stack([params[f"b0.b{j}"] for j in range(T)], axis=1)  # (n, T): one column per value
+    force_in = gains @ x[:, 0]
+    m, omega, k = params["b0.m"], params["b0.omega"], params["b0.k"]
+    edges = systems.oscillator_graph(6, "dense")
+    stiffness = jnp.zeros((6, 6)).at[edges[:, 0], edges[:, 1]].set(k)
+    stiffness = stiffness + stiffness.T
+    laplacian = jnp.diag(jnp.sum(stiffness, axis=1)) - stiffness
+
+    def force(q):
+        return -m * omega**2 * jnp.sin(q) - laplacian @ q + force_in
+
+    h, q, v, hand = task.integ.dt, jnp.zeros(6), jnp.zeros(6), [jnp.zeros(6)]
+    for _ in range(12):
+        v = v + 0.5 * h * force(q) / m
+        q = q + h * v
+        v = v + 0.5 * h * force(q) / m
+        hand.append(q)
+    np.testing.assert_allclose(task.trajectories(params, x), np.stack(hand), rtol=1e-12, atol=1e-13)
+    sample = {k_: v_[0] for k_, v_ in task.train.items()}
+    bptt = jax.jit(lambda p: task.gradient(lep.BPTT(), p, sample))(params)
+    echo = jax.jit(lambda p: task.gradient(lep.Echo(variant="tangent"), p, sample))(params)
+    assert float(jnp.max(jnp.abs(bptt.params["b0.b3"]))) > 0
+    assert rel_err(echo.params, bptt.params) <= 1e-10
+    with pytest.raises(lep.ConfigError, match="architecture='physical'"):
+        get_task("sequence", presentation="spatial")
+    with pytest.raises(lep.ConfigError, match="presentation"):
+        get_task("sequence", architecture="physical", presentation="sideways")
+
+
 def test_oscillator_network_catalog_entry():
     model, params, q0, v0 = systems.oscillator_network(5, 2, unit="duffing", coupling="fpu", graph="ring")
     assert model.num_dof == 5 and model.num_inputs == 2 and model.time_reversible and model.analytic
@@ -78,6 +117,18 @@ def test_oscillator_network_catalog_entry():
     assert len(sparse) >= 30 and np.all(sparse[:, 0] < sparse[:, 1])
     model, params, _, _ = systems.oscillator_network(4, 1, unit="pendulum", coupling="sine")
     assert model.separable is not None and set(params) == {"m", "omega", "k", "b0"}
+    # bilinear (signed) couplings: m ẍ = −m ω² sin x + Σ_b J_ab x_b + B u, J of both signs.
+    model, params, _, _ = systems.oscillator_network(5, 1, unit="pendulum", coupling="bilinear", graph="dense",
+                                                     coupling_scale=2.0)
+    J = np.asarray(params["J"])
+    assert set(params) == {"m", "omega", "J", "b0"} and J.min() < 0 < J.max() and model.time_reversible
+    couplings = np.zeros((5, 5))
+    couplings[tuple(systems.oscillator_graph(5, "dense").T)] = J
+    couplings = couplings + couplings.T
+    force = (-np.asarray(params["m"]) * np.asarray(params["omega"]) ** 2 * np.sin(x) + couplings @ x
+             + np.asarray(params["b0"]) * u[0])
+    acceleration = model.acceleration(jnp.asarray(x), jnp.asarray(v), 0.0, params, jnp.asarray(u[:1]))
+    np.testing.assert_allclose(acceleration, force / np.asarray(params["m"]), rtol=1e-12, atol=1e-12)
     with pytest.raises(lep.LagrangianError, match="unit"):
         systems.oscillator_network(4, unit="spring")
 

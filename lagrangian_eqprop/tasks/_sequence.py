@@ -8,15 +8,21 @@ Two architectures, both built from `PhysicalLayer`s of `systems.oscillator_netwo
   glue `h ← LayerNorm(h + GELU(W_g [y_k, Δy_k/dt] + b_g))` (positions and their finite
   difference), and a readout `W_o mean_k h_k + b_o`. The glue trains by autodiff, every
   physical block by the run's estimator (the echo's VJP, theory §7).
-- `physical` — one physical network driven by the raw channels through its input matrix, and a
+- `physical` — one physical network driven by the raw data through its input matrix, and a
   linear readout of its positions, `W_o [y_{k_1}, …, y_{k_R}, mean_k y_k] + b_o` at `R =
-  readout_points` equally spaced nodes ending at N: what the physics alone learns.
+  readout_points` (≥ 0) equally spaced nodes ending at N: what the physics alone learns.
 
-A sample is one sequence `x (T, c)` (each value held for `substeps` integrator steps, so
-`N = T · substeps`) with its `label` (classification, cross-entropy) or `target` (regression,
-squared error). Parameters are one flat dict: `enc.W`, `enc.b`, `b{i}.{name}` (block i's
-physical parameters: `m`, `omega`, `a`, `k`, `kq`, `b{j}`), `glue{i}.W`, `glue{i}.b`, `out.W`,
-`out.b`. Masses, frequencies, anharmonicities and couplings are trained in log space (positive).
+How a sequence `x (T, c)` drives the network (`presentation`): `temporal` — in time, each value
+held for `substeps` integrator steps (`N = T · substeps`), `c` input channels; `spatial`
+(`physical` only) — the whole sequence at once, as `T · c` constant input forces held for
+`hold_steps` steps (`N = hold_steps`), as static EqProp networks take an image: the network's
+nonlinear response to a step force is then its only nonlinearity. A sample is `x` with its
+`label` (classification, cross-entropy) or `target` (regression, squared error).
+
+Parameters are one flat dict: `enc.W`, `enc.b`, `b{i}.{name}` (block i's physical parameters:
+`m`, `omega`, `a`, `k`, `kq` or `J`, `b{j}`), `glue{i}.W`, `glue{i}.b`, `out.W`, `out.b`.
+Masses, frequencies, anharmonicities and spring couplings are trained in log space (positive);
+bilinear couplings `J` (signed) and input gains as stored.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from ._task import Task, _check_positive, register
 __all__ = ["SequenceTask", "sequence"]
 
 ARCHITECTURES = ("stacked", "physical")
+PRESENTATIONS = ("temporal", "spatial")
 _LOG_PARAMETERS = ("m", "omega", "a", "k", "kq")
 
 
@@ -61,6 +68,7 @@ class SequenceTask(Task):
     architecture: str = "stacked"
     substeps: int = 1
     readout_points: int = 1
+    presentation: str = "temporal"
     kind: str = "classification"
     dataset: Any = None
 
@@ -76,7 +84,10 @@ class SequenceTask(Task):
     # ------------------------------------------------------------------ model
     def node_inputs(self, h):
         """Per-time-step values `(T, m)` → node inputs `(N+1, m)`: each value held for
-        `substeps` steps; node 0 (the state at rest) sees zero."""
+        `substeps` steps, node 0 (the state at rest) seeing zero; `spatial` presentation: the
+        flattened sequence `(T·m,)` at every node (a step force switched on at t = 0)."""
+        if self.presentation == "spatial":
+            return jnp.broadcast_to(jnp.reshape(h, (1, -1)), (self.num_steps + 1, h.size))
         held = jnp.repeat(h, self.substeps, axis=0)
         return jnp.concatenate([jnp.zeros_like(held[:1]), held], axis=0)
 
@@ -226,6 +237,8 @@ def sequence(
     dt: float = 0.5,
     substeps: int = 1,
     readout_points: int = 1,
+    presentation: str = "temporal",
+    hold_steps: int = 20,
     rule: str = "trapezoid",
     standardise: bool = True,
     num_train: int = 0,
@@ -240,8 +253,10 @@ def sequence(
     and a linear readout); `blocks` (0: 2 for stacked, 1 for physical); the physical blocks (`systems.oscillator_network`: `units`, `unit`,
     `coupling`, `graph`, `degree`, `frequency` range, `input_scale`, `coupling_scale`);
     `width` (the glue's features), `readout_points` (physical: the linear readout sees the
-    positions at this many equally spaced nodes, plus their time average), the time step `dt`,
-    `substeps` per sequence value, the
+    positions at this many equally spaced nodes, plus their time average; 0: the average
+    only), `presentation` (`temporal`: value by value, `substeps` integrator steps each;
+    `spatial`, physical only: the whole sequence as constant forces for `hold_steps` steps),
+    the time step `dt`, the
     discretisation `rule`; `standardise` the data per channel (training statistics);
     `num_train`, `num_test` (0: all); `seed`.
     """
@@ -254,9 +269,15 @@ def sequence(
                           f"got {architecture!r}.")
     _check_positive(name, "blocks", blocks, integer=True, allow_zero=True)
     blocks = blocks or (2 if architecture == "stacked" else 1)
-    for option, value in (("units", units), ("width", width), ("substeps", substeps),
-                          ("readout_points", readout_points)):
+    for option, value in (("units", units), ("width", width), ("substeps", substeps), ("hold_steps", hold_steps)):
         _check_positive(name, option, value, integer=True)
+    _check_positive(name, "readout_points", readout_points, integer=True, allow_zero=True)
+    if presentation not in PRESENTATIONS:
+        raise ConfigError(f"task {name}: option 'presentation' must be one of {', '.join(PRESENTATIONS)}, "
+                          f"got {presentation!r}.")
+    if presentation == "spatial" and architecture != "physical":
+        raise ConfigError(f"task {name}: presentation='spatial' drives one physical network with the whole "
+                          f"sequence at once; it needs architecture='physical', got {architecture!r}.")
     for option, value in (("num_train", num_train), ("num_test", num_test)):
         _check_positive(name, option, value, integer=True, allow_zero=True)
     _check_positive(name, "dt", dt)
@@ -273,7 +294,10 @@ def sequence(
     if num_test:
         x_test, y_test = x_test[:num_test], y_test[:num_test]
     channels = dataset.num_channels
-    inputs = channels if architecture == "physical" else width
+    if presentation == "spatial":
+        inputs = channels * x_train.shape[1]
+    else:
+        inputs = channels if architecture == "physical" else width
     try:
         systems_ = [catalog.oscillator_network(units, inputs, unit=unit, coupling=coupling, graph=graph, degree=degree,
                                                frequency=tuple(frequency), input_scale=input_scale / np.sqrt(inputs),
@@ -295,14 +319,18 @@ def sequence(
         return {"x": jnp.asarray(x, dtype), key: y}
 
     integ = layers[0].integ
+    num_steps = hold_steps if presentation == "spatial" else x_train.shape[1] * substeps
+    shown = (f"the whole sequence held {hold_steps} steps" if presentation == "spatial"
+             else f"{x_train.shape[1]} steps × {substeps} substeps")
     description = (f"{dataset.name}: {architecture} network of {blocks} × {units} {unit} units ({coupling} "
-                   f"couplings, {graph} graph), {x_train.shape[1]} steps × {substeps} substeps, dt = {dt}")
+                   f"couplings, {graph} graph), {shown}, dt = {dt}")
     task = SequenceTask(
-        name=name, description=description, integ=integ, num_steps=x_train.shape[1] * substeps, params=params,
+        name=name, description=description, integ=integ, num_steps=num_steps, params=params,
         trainable=trainable, train=split(x_train, y_train), test=split(x_test, y_test) if len(x_test) else None,
         cost_fn=lambda sample: None, classes=tuple(dataset.classes) if classification else None,
         loss_unit="nats" if classification else "",
         recommended={"learning_rate": 1e-2, "epochs": 30, "batch_size": 32, "schedule": "cosine"},
-        layers=layers, architecture=architecture, substeps=substeps, readout_points=readout_points, kind=dataset.kind,
+        layers=layers, architecture=architecture, substeps=substeps, readout_points=readout_points,
+        presentation=presentation, kind=dataset.kind,
         dataset=dataset)
     return task

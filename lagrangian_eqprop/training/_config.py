@@ -72,7 +72,11 @@ class TrainConfig:
     - `reference`: a second estimator trained side by side (default `"bptt"`, which a static
       task trains as its exact reference, `"implicit"`), or `"none"`.
     - `beta`, `variant`: EqProp nudging strength and variant for estimators given by name.
-    - `optimizer` (`OPTIMIZERS`), `learning_rate`, `epochs`, `batch_size`; `schedule`: the
+    - `optimizer` (`OPTIMIZERS`), `learning_rate`, `epochs`, `batch_size`; `weight_decay`:
+      decoupled weight decay (AdamW-style, `θ ← θ − lr·wd·θ` each step; 0: none) on the
+      parameters trained as stored (weights, biases, input gains) — never on the physical
+      constants trained in log space (masses, frequencies, couplings), whose decay would pull
+      them towards 1 in whatever units the model uses; `schedule`: the
       learning rate over the run, `"constant"` or `"cosine"` (decays to 0 at the last step of
       `epochs`; a resume that changes `epochs` stretches it).
     - `seed`: master seed — the task's data (unless `task_options` sets its own `seed`) and the
@@ -95,6 +99,7 @@ class TrainConfig:
     schedule: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
+    weight_decay: float = 0.0
     seed: int = 0
     probe_every: int = 1
     probe_size: int = 4
@@ -185,6 +190,9 @@ class TrainConfig:
             if not _is_number(self.learning_rate) or not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
                 bad("learning_rate", f"must be a positive number, got {self.learning_rate!r}")
             self.learning_rate = float(self.learning_rate)
+        if not _is_number(self.weight_decay) or not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            bad("weight_decay", f"must be a non-negative number, got {self.weight_decay!r}")
+        self.weight_decay = float(self.weight_decay)
         for field, minimum in (("epochs", 1), ("batch_size", 1), ("probe_every", 0), ("probe_size", 1),
                                ("devices", 1)):
             value = getattr(self, field)
@@ -235,18 +243,26 @@ def _is_integer(x) -> bool:
     return _is_number(x) and float(x).is_integer()
 
 
-def make_optimizer(name: str, learning_rate: float, schedule: str = "constant", total_steps: int | None = None):
+def make_optimizer(name: str, learning_rate: float, schedule: str = "constant", total_steps: int | None = None,
+                   weight_decay: float = 0.0, decayed=None):
     """The optax optimiser of that name (`OPTIMIZERS`), its learning rate constant or decaying
-    along a cosine to 0 over `total_steps`."""
+    along a cosine to 0 over `total_steps`; with `weight_decay > 0`, decoupled weight decay
+    (`optax.add_decayed_weights`, scaled by the learning rate like AdamW) on the parameters for
+    which the mask `decayed` (a pytree of bools, or a callable of the parameters) is true."""
     if schedule == "cosine":
         learning_rate = optax.cosine_decay_schedule(learning_rate, max(int(total_steps), 1))
+    if not weight_decay:  # the library's own optimisers (their state layout is what checkpoints hold)
+        return {"adam": optax.adam, "sgd": optax.sgd, "rmsprop": optax.rmsprop,
+                "momentum": lambda lr: optax.sgd(lr, momentum=0.9)}[name](learning_rate)
     if name == "adam":
-        return optax.adam(learning_rate)
-    if name == "sgd":
-        return optax.sgd(learning_rate)
-    if name == "momentum":
-        return optax.sgd(learning_rate, momentum=0.9)
-    return optax.rmsprop(learning_rate)
+        base = optax.scale_by_adam()
+    elif name == "sgd":
+        base = optax.identity()
+    elif name == "momentum":
+        base = optax.trace(decay=0.9)
+    else:
+        base = optax.scale_by_rms()
+    return optax.chain(base, optax.add_decayed_weights(weight_decay, decayed), optax.scale_by_learning_rate(learning_rate))
 
 
 def read_config(out_dir, registered: bool = True) -> TrainConfig:

@@ -67,9 +67,10 @@ class Trainer:
         # Data parallel (`devices`, or a multi-process run): batches split over a device mesh,
         # everything else replicated; otherwise `parallel` places nothing.
         self.parallel = data_parallel(cfg.devices, self.batch_size)
-        self.optimizer = make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.schedule,
-                                        cfg.epochs * self.num_batches)
         self.constraints = dict(task.trainable)
+        decayed = {name: kind == "none" for name, kind in self.constraints.items()}
+        self.optimizer = make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.schedule,
+                                        cfg.epochs * self.num_batches, cfg.weight_decay, decayed)
         self.fixed = {k: v for k, v in task.params.items() if k not in self.constraints}
         self.initial_raw = to_unconstrained(task.params, self.constraints)
         probe = min(cfg.probe_size, task.num_train)
