@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", help=f"optax optimiser: {', '.join(OPTIMIZER_NAMES)} (default adam)")
     p.add_argument("--lr", type=float, help="learning rate (default: the task's)")
     p.add_argument("--weight-decay", type=float, help="decoupled weight decay on weights, biases and input gains "
-                   "(not on log-space physical constants; default 0)")
+                   "(not on positive physical constants: masses, frequencies, stiffnesses; default 0)")
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, help="learning rate over the run (default: the task's)")
     p.add_argument("--data", metavar="NAME_OR_FILE",
                    help="sequence task: a data set (mnist1d, GunPoint, ItalyPowerDemand, ArrowHead, BasicMotions, "

@@ -7,7 +7,7 @@
 with the unit potential `U` (harmonic `½x²`, Duffing `½x² + ¼ a x⁴`, or pendulum `1 − cos x`), the coupling `W`
 (linear `½ r²`, FPU `½ r² + ¼ r⁴`, or sine `1 − cos r`; or the signed `bilinear` coupling
 `− J_ab x_a x_b`, the Hopfield-type interaction of capacitively or inductively coupled
-resonators, whose `J` may be negative: it is trained as stored, not in log space), inputs entering as forces through the
+resonators, `J` of either sign), inputs entering as forces through the
 trainable input matrix `B` (node parameters `b0 … b{m−1}`, one column each), trainable symmetric
 couplings `k` (one per edge), per-unit frequencies `ω` and masses `m`. Every term is even in the
 velocities and there is no friction: the echo is exact. Graphs: `dense` (all pairs), `ring`
@@ -146,7 +146,10 @@ def oscillator_network(
     mean_degree = max(2.0 * len(edges) / max(num_units, 1), 1.0)
     strengths = coupling_scale / np.sqrt(mean_degree) * rng.standard_normal(len(edges))
     params = {"m": np.full(num_units, mass), "omega": omega}
-    params["J" if coupling == "bilinear" else "k"] = strengths if coupling == "bilinear" else np.abs(strengths)
+    if coupling == "bilinear":
+        params["J"] = strengths
+    else:
+        params["k"] = np.abs(strengths)
     if unit == "duffing":
         params["a"] = np.full(num_units, anharmonicity)
     if coupling == "fpu":

@@ -80,6 +80,7 @@ BAD_INPUT = [
     (["train", "sysid", "--set", "num_steps=abc"], "option 'num_steps' must be an integer"),
     (["train", "sysid", "--lr", "-1"], "config field 'learning_rate'"),
     (["train", "sysid", "--epochs", "0"], "config field 'epochs'"),
+    (["train", "sysid", "--weight-decay", "-0.1"], "config field 'weight_decay'"),
     (["train", "sysid", "--config", "/nonexistent/run.toml"], "no such file"),
     (["show", "nosuchsystem"], "available systems:"),
     (["simulate", "nosuchsystem"], "available systems:"),

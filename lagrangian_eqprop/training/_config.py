@@ -75,8 +75,9 @@ class TrainConfig:
     - `optimizer` (`OPTIMIZERS`), `learning_rate`, `epochs`, `batch_size`; `weight_decay`:
       decoupled weight decay (AdamW-style, `θ ← θ − lr·wd·θ` each step; 0: none) on the
       parameters trained as stored (weights, biases, input gains) — never on the physical
-      constants trained in log space (masses, frequencies, couplings), whose decay would pull
-      them towards 1 in whatever units the model uses; `schedule`: the
+      constants trained through a positivity map (log or softplus: masses, frequencies,
+      stiffnesses), whose decay would pull them towards an arbitrary value in the model's
+      units; `schedule`: the
       learning rate over the run, `"constant"` or `"cosine"` (decays to 0 at the last step of
       `epochs`; a resume that changes `epochs` stretches it).
     - `seed`: master seed — the task's data (unless `task_options` sets its own `seed`) and the
