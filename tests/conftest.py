@@ -33,8 +33,9 @@ def _test_compile_cache() -> str | None:
     return os.path.join(os.path.expanduser(base), "jax-tests")
 
 
-if not jax.config.jax_compilation_cache_dir and _test_compile_cache():
-    jax.config.update("jax_compilation_cache_dir", _test_compile_cache())
+_CACHE = _test_compile_cache()
+if not jax.config.jax_compilation_cache_dir and _CACHE:
+    jax.config.update("jax_compilation_cache_dir", _CACHE)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 import jaxtyping
